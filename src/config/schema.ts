@@ -1,0 +1,48 @@
+import Type, { type Static } from 'typebox'
+
+const Port = Type.Integer({ minimum: 1, maximum: 65535 })
+const PositiveInteger = Type.Integer({ minimum: 1 })
+// At least one item that is neither a comma nor a space: `PERSONA_WEBHOOK_SECRET=","` would otherwise mean no secret.
+const CommaList = Type.String({ pattern: '[^\\s,]' })
+const RetrySchedule = Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(,\\s*\\d+(\\.\\d+)?\\s*)*$' })
+
+/**
+ * The process environment the relay reads. Values arrive as strings and are converted before they
+ * are checked; subscribers (`SUBSCRIBER_<NAME>_*`) are dynamic and grouped by NAME in index.ts.
+ */
+export const EnvSchema = Type.Object({
+  PORT: Type.Integer({ ...Port, default: 3000 }),
+  HOST: Type.String({ pattern: '^\\S+$', default: '0.0.0.0' }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', default: 'persona-relay' }),
+  PERSONA_WEBHOOK_SECRET: CommaList,
+  PERSONA_WEBHOOK_PATH: Type.String({ pattern: '^/[A-Za-z0-9_./-]*$', default: '/webhooks/persona' }),
+  PERSONA_TIMESTAMP_TOLERANCE_SECONDS: Type.Integer({ ...PositiveInteger, default: 300 }),
+  PERSONA_ACCEPT_SPLIT_HEADERS: Type.Boolean({ default: false }),
+  DEDUPE_TTL_SECONDS: Type.Integer({ ...PositiveInteger, default: 604800 }),
+  BODY_LIMIT_BYTES: Type.Integer({ ...PositiveInteger, default: 1048576 }),
+  DELIVERY_TIMEOUT_MS: Type.Integer({ ...PositiveInteger, default: 10000 }),
+  DELIVERY_RETRY_SCHEDULE: Type.String({ ...RetrySchedule, default: '5,30,120,600,1800,3600,10800,21600,43200,86400' }),
+  DELIVERY_MAX_ATTEMPTS: Type.Optional(PositiveInteger),
+  DELIVERY_CONCURRENCY: Type.Integer({ ...PositiveInteger, default: 10 }),
+  DELIVERY_HISTORY_HOURS: Type.Number({ exclusiveMinimum: 0, default: 24 }),
+  DEAD_LETTER_RETENTION_DAYS: Type.Number({ exclusiveMinimum: 0, default: 14 }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ ...PositiveInteger, default: 20000 })
+})
+
+export type Env = Static<typeof EnvSchema>
+
+export const SubscriberEnvSchema = Type.Object({
+  URL: Type.String({ pattern: '^https?://[^\\s/?#]+' }),
+  EVENTS: Type.String({ pattern: '^\\s*[A-Za-z0-9._/*-]+\\s*(,\\s*[A-Za-z0-9._/*-]+\\s*)*$' }),
+  SECRET: Type.Optional(
+    Type.String({ pattern: '^\\s*whsec_[A-Za-z0-9+/]+={0,2}\\s*(,\\s*whsec_[A-Za-z0-9+/]+={0,2}\\s*)*$' })
+  ),
+  TIMEOUT_MS: Type.Optional(PositiveInteger),
+  MAX_ATTEMPTS: Type.Optional(PositiveInteger),
+  CONCURRENCY: Type.Optional(PositiveInteger),
+  RETRY_SCHEDULE: Type.Optional(RetrySchedule)
+})
+
+export type SubscriberEnv = Static<typeof SubscriberEnvSchema>

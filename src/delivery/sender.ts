@@ -1,0 +1,116 @@
+import { request, type Dispatcher } from 'undici'
+import type { SubscriberConfig } from '../config/index.js'
+import { USER_AGENT } from '../version.js'
+import type { DeliveryJobData } from './job.js'
+import { standardWebhookSignature } from './outbound-signature.js'
+
+export type AttemptOutcome = 'success' | 'http_error' | 'timeout' | 'network_error'
+
+export type ErrorClass = 'timeout' | 'connection_refused' | 'connection_reset' | 'dns' | 'tls' | 'network'
+
+export interface AttemptResult {
+  outcome: AttemptOutcome
+  status?: number
+  errorClass?: ErrorClass
+  durationMs: number
+  /** The first bytes of the subscriber's answer, for the attempt history. */
+  responseExcerpt?: string
+}
+
+export const RESPONSE_EXCERPT_BYTES = 1024
+
+export function deliveryHeaders(
+  subscriber: SubscriberConfig,
+  data: DeliveryJobData,
+  body: string,
+  attempt: number,
+  nowSeconds: number
+): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': USER_AGENT,
+    'webhook-id': data.eventId,
+    'webhook-timestamp': String(nowSeconds),
+    'persona-event-name': data.eventName,
+    'persona-relay-attempt': String(attempt),
+    'persona-relay-source': data.source
+  }
+  if (data.createdAt) headers['persona-event-created-at'] = data.createdAt
+  if (subscriber.secrets.length > 0) {
+    headers['webhook-signature'] = standardWebhookSignature(subscriber.secrets, data.eventId, nowSeconds, body)
+  }
+  return headers
+}
+
+/** One POST of the original body. Never throws: every way it can go wrong becomes a result. */
+export async function sendDelivery(
+  subscriber: SubscriberConfig,
+  data: DeliveryJobData,
+  body: string,
+  attempt: number,
+  dispatcher?: Dispatcher
+): Promise<AttemptResult> {
+  const started = performance.now()
+  const headers = deliveryHeaders(subscriber, data, body, attempt, Math.floor(Date.now() / 1000))
+  try {
+    const response = await request(subscriber.url, {
+      method: 'POST',
+      headers,
+      body,
+      signal: AbortSignal.timeout(subscriber.timeoutMs),
+      ...(dispatcher ? { dispatcher } : {})
+    })
+    const responseExcerpt = await readExcerpt(response.body)
+    const ok = response.statusCode >= 200 && response.statusCode < 300
+    return {
+      outcome: ok ? 'success' : 'http_error',
+      status: response.statusCode,
+      durationMs: elapsed(started),
+      responseExcerpt
+    }
+  } catch (error) {
+    const errorClass = classifyError(error)
+    return {
+      outcome: errorClass === 'timeout' ? 'timeout' : 'network_error',
+      errorClass,
+      durationMs: elapsed(started)
+    }
+  }
+}
+
+async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = []
+  let length = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk)
+    length += chunk.length
+    // Stopping here closes the connection; a subscriber's chatty error page is not worth reading.
+    if (length >= RESPONSE_EXCERPT_BYTES) break
+  }
+  return Buffer.concat(chunks).subarray(0, RESPONSE_EXCERPT_BYTES).toString('utf8')
+}
+
+const TLS_CODES = /^(ERR_TLS|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_SSL)/
+
+export function classifyError(error: unknown): ErrorClass {
+  const { name, code } = errorFields(error)
+  if (name === 'TimeoutError' || name === 'AbortError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return 'timeout'
+  }
+  if (code === 'ECONNREFUSED') return 'connection_refused'
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'connection_reset'
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns'
+  if (code && TLS_CODES.test(code)) return 'tls'
+  return 'network'
+}
+
+function errorFields(error: unknown): { name?: string; code?: string } {
+  if (typeof error !== 'object' || error === null) return {}
+  const { name, code, cause } = error as { name?: string; code?: string; cause?: unknown }
+  if (!code && cause) return { name, ...errorFields(cause) }
+  return { name, code }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10
+}

@@ -1,0 +1,82 @@
+import { STATUS_CODES } from 'node:http'
+import createError from '@fastify/error'
+import type { FastifyError } from 'fastify'
+import Type, { type Static } from 'typebox'
+
+/**
+ * Every error the relay answers with. Codes are stable (clients and alerts key on them) and no
+ * message contains request data.
+ */
+export const Errors = {
+  SIGNATURE_MISSING: createError('PERSONA_SIGNATURE_MISSING', 'The Persona-Signature header is missing', 401),
+  SIGNATURE_MALFORMED: createError(
+    'PERSONA_SIGNATURE_MALFORMED',
+    'The Persona-Signature header is not of the form t=<unix seconds>,v1=<hex>',
+    401
+  ),
+  SIGNATURE_MISMATCH: createError(
+    'PERSONA_SIGNATURE_MISMATCH',
+    'No signature in the Persona-Signature header matches the body under a configured secret',
+    401
+  ),
+  SIGNATURE_STALE: createError(
+    'PERSONA_SIGNATURE_STALE',
+    'The signature timestamp is outside the accepted window',
+    401
+  ),
+  INVALID_JSON: createError('INVALID_JSON', 'The body is not valid UTF-8 JSON', 400),
+  INVALID_EVENT: createError('INVALID_PERSONA_EVENT', 'The body is not a Persona event envelope', 422),
+  BODY_TOO_LARGE: createError('BODY_TOO_LARGE', 'The body exceeds the configured limit', 413),
+  UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'The body must be application/json', 415),
+  NOT_FOUND: createError('NOT_FOUND', 'No such route', 404),
+  STORE_UNAVAILABLE: createError(
+    'STORE_UNAVAILABLE',
+    'The event could not be recorded; retry later',
+    503
+  ),
+  BAD_REQUEST: createError('BAD_REQUEST', 'The request is malformed', 400),
+  INTERNAL: createError('INTERNAL_ERROR', 'Internal error', 500)
+} as const
+
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String(),
+  error: Type.String(),
+  message: Type.String()
+})
+
+export type ErrorResponse = Static<typeof ErrorResponse>
+
+/**
+ * Fastify's own errors that a client can cause, mapped onto ours so that every body has our codes.
+ * A Map, not an object literal: a thrown error's code such as `constructor` must not find a prototype member.
+ */
+const FRAMEWORK_ERRORS = new Map<string, () => FastifyError>([
+  ['FST_ERR_CTP_INVALID_MEDIA_TYPE', () => new Errors.UNSUPPORTED_MEDIA_TYPE()],
+  ['FST_ERR_CTP_BODY_TOO_LARGE', () => new Errors.BODY_TOO_LARGE()],
+  ['FST_ERR_CTP_EMPTY_JSON_BODY', () => new Errors.INVALID_JSON()],
+  ['FST_ERR_CTP_INVALID_JSON_BODY', () => new Errors.INVALID_JSON()]
+])
+
+/** Normalises anything thrown while handling a request into one of our errors. */
+export function toServiceError(error: FastifyError | Error): FastifyError {
+  const fastifyError = error as FastifyError
+  const mapped = FRAMEWORK_ERRORS.get(fastifyError.code)
+  if (mapped) return mapped()
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) return new Errors.INVALID_JSON()
+  if (fastifyError.code && Object.values(Errors).some((ErrorType) => error instanceof ErrorType)) return fastifyError
+  const status = fastifyError.statusCode ?? 500
+  if (status === 404) return new Errors.NOT_FOUND()
+  if (status >= 400 && status < 500) return new Errors.BAD_REQUEST()
+  return new Errors.INTERNAL()
+}
+
+export function errorBody(error: FastifyError): ErrorResponse {
+  const statusCode = error.statusCode ?? 500
+  return {
+    statusCode,
+    code: error.code,
+    error: STATUS_CODES[statusCode] ?? 'Error',
+    message: error.message
+  }
+}

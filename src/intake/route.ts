@@ -1,0 +1,105 @@
+import { isUtf8 } from 'node:buffer'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fastifyRawBody from 'fastify-raw-body'
+import Type from 'typebox'
+import type { Config } from '../config/index.js'
+import { ErrorResponse, Errors, toServiceError } from '../errors.js'
+import { PersonaEventEnvelope, toPersonaEvent } from '../persona/event.js'
+import { createRouter } from '../delivery/routing.js'
+import { outcomeOfError, type IntakeOutcome } from './outcome.js'
+import { verifyPersonaSignature } from './verify-signature.js'
+
+const Received = Type.Object({
+  received: Type.Literal(true),
+  id: Type.String(),
+  duplicate: Type.Optional(Type.Literal(true))
+})
+
+interface IntakeContext {
+  outcome?: IntakeOutcome
+  eventId?: string
+  eventName?: string
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    intake: IntakeContext | null
+  }
+}
+
+/** `POST {PERSONA_WEBHOOK_PATH}`: verify, validate, record once, acknowledge. */
+export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+  const routeEvent = createRouter(config.subscribers)
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  // Only JSON is a webhook: everything else (text/plain included) is 415 here.
+  app.removeAllContentTypeParsers()
+  // fastify-raw-body keeps the exact bytes (request.rawBody) that Persona signed and subscribers
+  // get; the parser below only reads them as JSON. JSON is UTF-8 (RFC 8259), and subscribers get
+  // the bytes through a JSON job record, which only UTF-8 survives: other bytes are not JSON.
+  await app.register(fastifyRawBody, { global: false, encoding: false, runFirst: true, jsonContentTypes: [] })
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const raw = body as Buffer
+    if (raw.length === 0 || !isUtf8(raw)) return done(new Errors.INVALID_JSON(), undefined)
+    parseJson(request, raw.toString('utf8'), done)
+  })
+  app.decorateRequest('intake', null)
+
+  app.post(
+    config.persona.path,
+    {
+      config: { rawBody: true },
+      // The envelope is checked only once the signature holds (preHandler), hence attachValidation.
+      attachValidation: true,
+      schema: {
+        body: PersonaEventEnvelope,
+        response: { 200: Received, '4xx': ErrorResponse, '5xx': ErrorResponse }
+      },
+      onRequest: async (request) => {
+        request.intake = {}
+      },
+      preHandler: verifyPersonaSignature(config.persona),
+      onError: async (request, _reply, error) => {
+        if (request.intake) request.intake.outcome = outcomeOfError(toServiceError(error))
+      },
+      onResponse: async (request, reply) => {
+        const intake = request.intake ?? {}
+        const headers = request.headers
+        request.log.info(
+          {
+            eventId: intake.eventId,
+            eventName: intake.eventName,
+            outcome: intake.outcome ?? 'error',
+            statusCode: reply.statusCode,
+            durationMs: Math.round(reply.elapsedTime * 10) / 10,
+            personaAttemptsMade: headers['persona-webhook-attempts-made'],
+            personaAttemptsLeft: headers['persona-webhook-attempts-left'],
+            personaFirstAttemptedAt: headers['persona-webhook-first-attempted-at']
+          },
+          'intake'
+        )
+      }
+    },
+    async (request) => {
+      if (request.validationError) throw new Errors.INVALID_EVENT()
+      const raw = request.rawBody as Buffer
+      const event = toPersonaEvent(request.body)
+      const intake = request.intake!
+      intake.eventId = event.id
+      intake.eventName = event.name
+      const subscribers = routeEvent(event.name)
+      let recorded: Awaited<ReturnType<typeof app.eventStore.record>>
+      try {
+        recorded = await app.eventStore.record({ ...event, body: raw.toString('utf8'), subscribers, source: 'webhook' })
+      } catch (error) {
+        request.log.warn({ eventId: event.id, err: { message: (error as Error).message } }, 'event store unavailable')
+        throw new Errors.STORE_UNAVAILABLE()
+      }
+      if (recorded === 'duplicate') {
+        intake.outcome = 'duplicate'
+        return { received: true as const, id: event.id, duplicate: true as const }
+      }
+      intake.outcome = subscribers.length > 0 ? 'accepted' : 'no_subscriber'
+      return { received: true as const, id: event.id }
+    }
+  )
+}

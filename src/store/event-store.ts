@@ -1,0 +1,75 @@
+import fp from 'fastify-plugin'
+import type { Redis } from 'ioredis'
+import { storeKeys, type StoreKeys } from './keys.js'
+
+export interface IncomingEvent {
+  id: string
+  name: string
+  createdAt: string
+  body: string
+  /** Subscribers the event routes to; empty records it without queueing anything. */
+  subscribers: readonly string[]
+  source: 'webhook' | 'backfill'
+}
+
+export type RecordOutcome = 'recorded' | 'duplicate'
+
+/**
+ * Records the event id and queues the event for fan-out in one atomic script, so there is no
+ * moment where the id is known but the event is not yet safely stored: a concurrent or later copy
+ * either finds nothing (and records it itself) or finds it already queued. One round trip per event.
+ */
+const RECORD_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4],
+    'subscribers', ARGV[5], 'source', ARGV[7], 'body', ARGV[6])
+end
+return 1
+`
+
+interface RecordingRedis extends Redis {
+  recordEvent(...args: (string | number)[]): Promise<number>
+}
+
+export class EventStore {
+  readonly keys: StoreKeys
+  private readonly redis: RecordingRedis
+
+  constructor(redis: Redis, prefix: string, private readonly dedupeTtlSeconds: number) {
+    this.keys = storeKeys(prefix)
+    if (!('recordEvent' in redis)) redis.defineCommand('recordEvent', { numberOfKeys: 2, lua: RECORD_SCRIPT })
+    this.redis = redis as RecordingRedis
+  }
+
+  async record(event: IncomingEvent, receivedAt: Date = new Date()): Promise<RecordOutcome> {
+    const recorded = await this.redis.recordEvent(
+      this.keys.event(event.id),
+      this.keys.intake,
+      event.id,
+      event.name,
+      event.createdAt,
+      receivedAt.toISOString(),
+      event.subscribers.join(','),
+      event.body,
+      event.source,
+      this.dedupeTtlSeconds
+    )
+    return recorded === 1 ? 'recorded' : 'duplicate'
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    eventStore: EventStore
+  }
+}
+
+export const eventStorePlugin = fp<{ prefix: string; dedupeTtlSeconds: number }>(
+  async (app, { prefix, dedupeTtlSeconds }) => {
+    app.decorate('eventStore', new EventStore(app.redis, prefix, dedupeTtlSeconds))
+  },
+  { name: 'event-store', dependencies: ['redis'] }
+)

@@ -1,0 +1,11 @@
+import { readFileSync } from 'node:fs'
+
+// Resolved from src/ under test and from dist/ in production: both sit one level below package.json.
+const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  name: string
+  version: string
+}
+
+export const SERVICE_NAME = manifest.name
+export const SERVICE_VERSION = manifest.version
+export const USER_AGENT = `${manifest.name}/${manifest.version}`

@@ -1,0 +1,356 @@
+import t from 'tap'
+import { ConfigError, loadConfig, splitList, type Config } from '../../src/config/index.js'
+
+const SECRET = 'wbhsec_11111111-2222-3333-4444-555555555555'
+const OLD_SECRET = 'wbhsec_99999999-8888-7777-6666-555555555555'
+const WHSEC_A = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
+const WHSEC_B = 'whsec_dGhpcyBpcyBhIHNlY29uZCBzZWNyZXQ='
+const DEFAULT_SCHEDULE = [5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400]
+
+function load(env: Record<string, string | undefined>): Config {
+  return loadConfig({ PERSONA_WEBHOOK_SECRET: SECRET, ...env })
+}
+
+function problemsOf(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env)
+  } catch (error) {
+    if (error instanceof ConfigError) return error
+    throw error
+  }
+  throw new Error('loadConfig accepted an invalid environment')
+}
+
+t.test('only the webhook secret is required; everything else has a default', async (t) => {
+  t.same(loadConfig({ PERSONA_WEBHOOK_SECRET: SECRET }), {
+    port: 3000,
+    host: '0.0.0.0',
+    logLevel: 'info',
+    redis: { url: 'redis://127.0.0.1:6379', prefix: 'persona-relay' },
+    persona: { secrets: [SECRET], path: '/webhooks/persona', toleranceSeconds: 300, acceptSplitHeaders: false },
+    dedupeTtlSeconds: 604800,
+    bodyLimitBytes: 1048576,
+    delivery: { historyHours: 24, deadLetterRetentionDays: 14 },
+    subscribers: [],
+    shutdownTimeoutMs: 20000
+  })
+})
+
+t.test('every global variable is converted to its typed setting', async (t) => {
+  const cases: [string, string, (config: Config) => unknown, unknown][] = [
+    ['PORT', '8080', (c) => c.port, 8080],
+    ['PORT', ' 8081 ', (c) => c.port, 8081],
+    ['PORT', '1', (c) => c.port, 1],
+    ['PORT', '65535', (c) => c.port, 65535],
+    ['HOST', '127.0.0.1', (c) => c.host, '127.0.0.1'],
+    ['LOG_LEVEL', 'debug', (c) => c.logLevel, 'debug'],
+    ['LOG_LEVEL', 'silent', (c) => c.logLevel, 'silent'],
+    ['REDIS_URL', 'rediss://user:pw@redis.internal:6380/2', (c) => c.redis.url, 'rediss://user:pw@redis.internal:6380/2'],
+    ['REDIS_PREFIX', 'relay-test_1.a', (c) => c.redis.prefix, 'relay-test_1.a'],
+    ['PERSONA_WEBHOOK_PATH', '/hooks/persona/v2', (c) => c.persona.path, '/hooks/persona/v2'],
+    ['PERSONA_TIMESTAMP_TOLERANCE_SECONDS', '60', (c) => c.persona.toleranceSeconds, 60],
+    ['PERSONA_ACCEPT_SPLIT_HEADERS', 'true', (c) => c.persona.acceptSplitHeaders, true],
+    ['PERSONA_ACCEPT_SPLIT_HEADERS', 'false', (c) => c.persona.acceptSplitHeaders, false],
+    ['PERSONA_ACCEPT_SPLIT_HEADERS', 'TRUE', (c) => c.persona.acceptSplitHeaders, true],
+    ['PERSONA_ACCEPT_SPLIT_HEADERS', 'False', (c) => c.persona.acceptSplitHeaders, false],
+    ['PERSONA_ACCEPT_SPLIT_HEADERS', '1', (c) => c.persona.acceptSplitHeaders, true],
+    ['PERSONA_ACCEPT_SPLIT_HEADERS', '0', (c) => c.persona.acceptSplitHeaders, false],
+    ['DEDUPE_TTL_SECONDS', '86400', (c) => c.dedupeTtlSeconds, 86400],
+    ['BODY_LIMIT_BYTES', '2048', (c) => c.bodyLimitBytes, 2048],
+    ['DELIVERY_HISTORY_HOURS', '0.5', (c) => c.delivery.historyHours, 0.5],
+    ['DELIVERY_HISTORY_HOURS', '48', (c) => c.delivery.historyHours, 48],
+    ['DEAD_LETTER_RETENTION_DAYS', '30', (c) => c.delivery.deadLetterRetentionDays, 30],
+    ['SHUTDOWN_TIMEOUT_MS', '5000', (c) => c.shutdownTimeoutMs, 5000]
+  ]
+  for (const [key, value, read, expected] of cases) {
+    t.same(read(load({ [key]: value })), expected, `${key}=${JSON.stringify(value)}`)
+  }
+})
+
+t.test('the webhook secret is a comma list; spaces and empty items are dropped', async (t) => {
+  const cases: [string, string[]][] = [
+    [SECRET, [SECRET]],
+    [`${SECRET},${OLD_SECRET}`, [SECRET, OLD_SECRET]],
+    [` ${SECRET} ,  ${OLD_SECRET} `, [SECRET, OLD_SECRET]],
+    [`${SECRET},,${OLD_SECRET},`, [SECRET, OLD_SECRET]]
+  ]
+  for (const [value, expected] of cases) {
+    t.same(loadConfig({ PERSONA_WEBHOOK_SECRET: value }).persona.secrets, expected, JSON.stringify(value))
+  }
+})
+
+t.test('splitList trims items and drops empty ones', async (t) => {
+  const cases: [string, string[]][] = [
+    ['', []],
+    ['a', ['a']],
+    [' a , b ', ['a', 'b']],
+    ['a,,b,', ['a', 'b']],
+    [' , ', []]
+  ]
+  for (const [value, expected] of cases) t.same(splitList(value), expected, JSON.stringify(value))
+})
+
+t.test('empty string values count as unset', async (t) => {
+  const config = load({ PORT: '', LOG_LEVEL: '', REDIS_URL: '', PERSONA_ACCEPT_SPLIT_HEADERS: '', SUBSCRIBER_CRM_SECRET: '' })
+  t.equal(config.port, 3000)
+  t.equal(config.logLevel, 'info')
+  t.equal(config.redis.url, 'redis://127.0.0.1:6379')
+  t.equal(config.persona.acceptSplitHeaders, false)
+  t.same(config.subscribers, [], 'a subscriber key with an empty value does not create a subscriber')
+
+  t.same(problemsOf({ PERSONA_WEBHOOK_SECRET: '' }).problems, ['PERSONA_WEBHOOK_SECRET: required'])
+  t.same(
+    problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, SUBSCRIBER_CRM_URL: '', SUBSCRIBER_CRM_EVENTS: '*' }).problems,
+    ['SUBSCRIBER_CRM_URL: required']
+  )
+})
+
+t.test('zero subscribers are allowed', async (t) => {
+  t.same(load({}).subscribers, [])
+})
+
+t.test('a subscriber takes its name from the keys, underscores included, and the DELIVERY_* defaults', async (t) => {
+  const config = load({
+    SUBSCRIBER_CRM_EU_URL: 'https://crm.eu.internal/hooks/persona',
+    SUBSCRIBER_CRM_EU_EVENTS: 'inquiry.approved, inquiry.declined ,report/*'
+  })
+  t.same(config.subscribers, [
+    {
+      name: 'CRM_EU',
+      url: 'https://crm.eu.internal/hooks/persona',
+      patterns: ['inquiry.approved', 'inquiry.declined', 'report/*'],
+      secrets: [],
+      timeoutMs: 10000,
+      maxAttempts: DEFAULT_SCHEDULE.length + 1,
+      concurrency: 10,
+      retrySchedule: DEFAULT_SCHEDULE
+    }
+  ])
+})
+
+t.test('every subscriber setting overrides the DELIVERY_* default', async (t) => {
+  const config = load({
+    DELIVERY_TIMEOUT_MS: '3000',
+    DELIVERY_CONCURRENCY: '4',
+    DELIVERY_RETRY_SCHEDULE: '1,2,3',
+    SUBSCRIBER_A_URL: 'http://a.internal:8080',
+    SUBSCRIBER_A_EVENTS: '*',
+    SUBSCRIBER_A_SECRET: ` ${WHSEC_A} , ${WHSEC_B} `,
+    SUBSCRIBER_A_TIMEOUT_MS: '1500',
+    SUBSCRIBER_A_MAX_ATTEMPTS: '7',
+    SUBSCRIBER_A_CONCURRENCY: '2',
+    SUBSCRIBER_A_RETRY_SCHEDULE: ' 0.5 , 10 ',
+    SUBSCRIBER_B_URL: 'https://b.internal',
+    SUBSCRIBER_B_EVENTS: 'inquiry.*'
+  })
+  t.same(config.subscribers, [
+    {
+      name: 'A',
+      url: 'http://a.internal:8080',
+      patterns: ['*'],
+      secrets: [WHSEC_A, WHSEC_B],
+      timeoutMs: 1500,
+      maxAttempts: 7,
+      concurrency: 2,
+      retrySchedule: [0.5, 10]
+    },
+    {
+      name: 'B',
+      url: 'https://b.internal',
+      patterns: ['inquiry.*'],
+      secrets: [],
+      timeoutMs: 3000,
+      maxAttempts: 4,
+      concurrency: 4,
+      retrySchedule: [1, 2, 3]
+    }
+  ])
+})
+
+t.test('max attempts follow from the schedule length plus one unless set', async (t) => {
+  const base = { SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*' }
+  const cases: [string, Record<string, string>, number][] = [
+    ['default schedule', {}, 11],
+    ['global schedule', { DELIVERY_RETRY_SCHEDULE: '1,2' }, 3],
+    ['subscriber schedule', { DELIVERY_RETRY_SCHEDULE: '1,2', SUBSCRIBER_S_RETRY_SCHEDULE: '1,2,3,4,5' }, 6],
+    ['global max attempts', { DELIVERY_MAX_ATTEMPTS: '2', SUBSCRIBER_S_RETRY_SCHEDULE: '1,2,3,4,5' }, 2],
+    ['subscriber max attempts', { DELIVERY_MAX_ATTEMPTS: '2', SUBSCRIBER_S_MAX_ATTEMPTS: '9' }, 9]
+  ]
+  for (const [label, env, expected] of cases) {
+    t.equal(load({ ...base, ...env }).subscribers[0]?.maxAttempts, expected, label)
+  }
+})
+
+t.test('subscribers are sorted by name whatever the order of the keys', async (t) => {
+  const config = load({
+    SUBSCRIBER_ZETA_URL: 'https://z.internal',
+    SUBSCRIBER_ZETA_EVENTS: '*',
+    SUBSCRIBER_ALPHA_EVENTS: '*',
+    SUBSCRIBER_ALPHA_URL: 'https://a.internal',
+    SUBSCRIBER_MID_2_URL: 'https://m.internal',
+    SUBSCRIBER_MID_2_EVENTS: '*'
+  })
+  t.same(config.subscribers.map((subscriber) => subscriber.name), ['ALPHA', 'MID_2', 'ZETA'])
+})
+
+t.test('a subscriber name may itself end in a setting-like word', async (t) => {
+  const config = load({ SUBSCRIBER_SYNC_URL_URL: 'https://s.internal', SUBSCRIBER_SYNC_URL_EVENTS: 'case.*' })
+  t.same(config.subscribers.map(({ name, url, patterns }) => ({ name, url, patterns })), [
+    { name: 'SYNC_URL', url: 'https://s.internal', patterns: ['case.*'] }
+  ])
+})
+
+t.test('each bad value is reported against its key', async (t) => {
+  const subscriber = { SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*' }
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'abc' }, /^PORT: must be integer \(got "abc"\)$/],
+    [{ PORT: '0' }, /^PORT: must be >= 1 \(got "0"\)$/],
+    [{ PORT: '65536' }, /^PORT: must be <= 65535/],
+    [{ PORT: '80.5' }, /^PORT: must be integer/],
+    [{ PORT: '1e3' }, /^PORT: must be integer/],
+    [{ PORT: '0x50' }, /^PORT: must be integer/],
+    [{ PORT: 'true' }, /^PORT: must be integer/],
+    [{ PORT: '99999999999999999999' }, /^PORT: must be integer/],
+    [{ HOST: '   ' }, /^HOST: must match pattern/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL: must be equal to one of the allowed values \(got "loud"\)$/],
+    [{ REDIS_URL: 'http://redis.internal' }, /^REDIS_URL: must match pattern/],
+    [{ REDIS_PREFIX: 'has space' }, /^REDIS_PREFIX: must match pattern/],
+    [{ PERSONA_WEBHOOK_SECRET: ' , ' }, /^PERSONA_WEBHOOK_SECRET: must match pattern/],
+    [{ PERSONA_WEBHOOK_PATH: 'webhooks' }, /^PERSONA_WEBHOOK_PATH: must match pattern/],
+    [{ PERSONA_TIMESTAMP_TOLERANCE_SECONDS: '0' }, /^PERSONA_TIMESTAMP_TOLERANCE_SECONDS: must be >= 1/],
+    [{ PERSONA_ACCEPT_SPLIT_HEADERS: 'yes' }, /^PERSONA_ACCEPT_SPLIT_HEADERS: must be boolean \(got "yes"\)$/],
+    [{ DEDUPE_TTL_SECONDS: '1.5' }, /^DEDUPE_TTL_SECONDS: must be integer/],
+    [{ BODY_LIMIT_BYTES: '-1' }, /^BODY_LIMIT_BYTES: must be >= 1/],
+    [{ DELIVERY_TIMEOUT_MS: 'soon' }, /^DELIVERY_TIMEOUT_MS: must be integer/],
+    [{ DELIVERY_RETRY_SCHEDULE: '1,,2' }, /^DELIVERY_RETRY_SCHEDULE: must match pattern/],
+    [{ DELIVERY_RETRY_SCHEDULE: '-1' }, /^DELIVERY_RETRY_SCHEDULE: must match pattern/],
+    [{ DELIVERY_MAX_ATTEMPTS: '0' }, /^DELIVERY_MAX_ATTEMPTS: must be >= 1/],
+    [{ DELIVERY_CONCURRENCY: 'many' }, /^DELIVERY_CONCURRENCY: must be integer/],
+    [{ DELIVERY_HISTORY_HOURS: '0' }, /^DELIVERY_HISTORY_HOURS: must be > 0/],
+    [{ DELIVERY_HISTORY_HOURS: '1,5' }, /^DELIVERY_HISTORY_HOURS: must be number/],
+    [{ DEAD_LETTER_RETENTION_DAYS: 'never' }, /^DEAD_LETTER_RETENTION_DAYS: must be number/],
+    [{ SHUTDOWN_TIMEOUT_MS: '0' }, /^SHUTDOWN_TIMEOUT_MS: must be >= 1/],
+    [{ ...subscriber, SUBSCRIBER_S_URL: 'ftp://s.internal' }, /^SUBSCRIBER_S_URL: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_URL: 's.internal' }, /^SUBSCRIBER_S_URL: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_EVENTS: 'inquiry approved' }, /^SUBSCRIBER_S_EVENTS: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_EVENTS: 'a,,b' }, /^SUBSCRIBER_S_EVENTS: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_SECRET: 'not-a-whsec' }, /^SUBSCRIBER_S_SECRET: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_SECRET: `${WHSEC_A},whsec_` }, /^SUBSCRIBER_S_SECRET: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_TIMEOUT_MS: '0' }, /^SUBSCRIBER_S_TIMEOUT_MS: must be >= 1 \(got "0"\)$/],
+    [{ ...subscriber, SUBSCRIBER_S_MAX_ATTEMPTS: '2.5' }, /^SUBSCRIBER_S_MAX_ATTEMPTS: must be integer/],
+    [{ ...subscriber, SUBSCRIBER_S_CONCURRENCY: 'x' }, /^SUBSCRIBER_S_CONCURRENCY: must be integer/],
+    [{ ...subscriber, SUBSCRIBER_S_RETRY_SCHEDULE: '1;2' }, /^SUBSCRIBER_S_RETRY_SCHEDULE: must match pattern/],
+    [{ SUBSCRIBER_S_EVENTS: '*' }, /^SUBSCRIBER_S_URL: required$/],
+    [{ SUBSCRIBER_S_URL: 'https://s.internal' }, /^SUBSCRIBER_S_EVENTS: required$/],
+    [{ ...subscriber, SUBSCRIBER_S_FOO: '1' }, /^SUBSCRIBER_S_FOO: not a subscriber setting/],
+    [{ ...subscriber, SUBSCRIBER_s_URL: 'https://s.internal' }, /^SUBSCRIBER_s_URL: not a subscriber setting/],
+    [{ SUBSCRIBER_URL: 'https://s.internal' }, /^SUBSCRIBER_URL: not a subscriber setting/]
+  ]
+  for (const [env, expected] of cases) {
+    const error = problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, ...env })
+    t.equal(error.problems.length, 1, `one problem for ${JSON.stringify(env)}`)
+    t.match(error.problems[0], expected, JSON.stringify(env))
+  }
+})
+
+t.test('a ConfigError lists every bad key at once and never a secret or REDIS_URL value', async (t) => {
+  const redisUrl = 'http://admin:hunter2@redis.internal:6379'
+  const badWhsec = 'whsec_not base64!'
+  const badSubscriberUrl = 'ftp://deploy:s3cr3t-pass@files.internal'
+  const error = problemsOf({
+    PORT: '70000',
+    REDIS_URL: redisUrl,
+    LOG_LEVEL: 'loud',
+    PERSONA_ACCEPT_SPLIT_HEADERS: 'maybe',
+    DEDUPE_TTL_SECONDS: '1.5',
+    BODY_LIMIT_BYTES: 'big',
+    DELIVERY_HISTORY_HOURS: '0',
+    DELIVERY_RETRY_SCHEDULE: 'soon',
+    SUBSCRIBER_NO_URL_EVENTS: 'inquiry.*',
+    SUBSCRIBER_NO_EVENTS_URL: 'https://no-events.internal',
+    SUBSCRIBER_FTP_URL: badSubscriberUrl,
+    SUBSCRIBER_FTP_EVENTS: '*',
+    SUBSCRIBER_X_FOO: 'bar',
+    SUBSCRIBER_BAD_SECRET_URL: 'https://bad-secret.internal',
+    SUBSCRIBER_BAD_SECRET_EVENTS: '*',
+    SUBSCRIBER_BAD_SECRET_SECRET: badWhsec
+  })
+  t.equal(error.name, 'ConfigError')
+  t.ok(error instanceof Error)
+  const keys = [
+    'PERSONA_WEBHOOK_SECRET',
+    'PORT',
+    'REDIS_URL',
+    'LOG_LEVEL',
+    'PERSONA_ACCEPT_SPLIT_HEADERS',
+    'DEDUPE_TTL_SECONDS',
+    'BODY_LIMIT_BYTES',
+    'DELIVERY_HISTORY_HOURS',
+    'DELIVERY_RETRY_SCHEDULE',
+    'SUBSCRIBER_NO_URL_URL',
+    'SUBSCRIBER_NO_EVENTS_EVENTS',
+    'SUBSCRIBER_FTP_URL',
+    'SUBSCRIBER_X_FOO',
+    'SUBSCRIBER_BAD_SECRET_SECRET'
+  ]
+  t.same(error.problems.map((problem) => problem.split(':')[0]).sort(), [...keys].sort(), 'each bad key exactly once')
+  for (const key of keys) t.match(error.message, `  - ${key}: `, `the message names ${key}`)
+  t.match(error.message, /^invalid configuration:\n/)
+  t.match(error.message, 'PERSONA_WEBHOOK_SECRET: required')
+  t.match(error.message, 'PORT: must be <= 65535 (got "70000")', 'harmless values are echoed to help')
+  for (const hidden of [redisUrl, 'hunter2', badWhsec, badSubscriberUrl, 's3cr3t-pass', 'bar']) {
+    t.notMatch(error.message, hidden, `the message does not contain ${hidden}`)
+  }
+})
+
+t.test('a bad global key does not hide a bad subscriber key, and the other way round', async (t) => {
+  const error = problemsOf({ SUBSCRIBER_S_EVENTS: '*' })
+  t.same(error.problems, ['PERSONA_WEBHOOK_SECRET: required', 'SUBSCRIBER_S_URL: required'])
+})
+
+t.test('a webhook secret or subscriber secret that fails a check is never echoed', async (t) => {
+  const cases: Record<string, string>[] = [
+    { PERSONA_WEBHOOK_SECRET: ' ,, ' },
+    { PERSONA_WEBHOOK_SECRET: SECRET, SUBSCRIBER_S_URL: 'https://s', SUBSCRIBER_S_EVENTS: '*', SUBSCRIBER_S_SECRET: 'wbhsec_leak' },
+    { PERSONA_WEBHOOK_SECRET: SECRET, SUBSCRIBER_MONKEY_URL: 'https://token@x', SUBSCRIBER_MONKEY_EVENTS: 'a b' }
+  ]
+  for (const env of cases) {
+    const error = problemsOf(env)
+    t.equal(error.problems.length, 1, JSON.stringify(env))
+    t.notMatch(error.message, '(got', `no value echoed for ${Object.keys(env).join(', ')}`)
+  }
+})
+
+t.test('regression: more than eight bad keys are all reported (TypeBox stops Value.Errors at eight)', async (t) => {
+  const env: Record<string, string> = {
+    PORT: 'x',
+    PERSONA_TIMESTAMP_TOLERANCE_SECONDS: 'x',
+    DEDUPE_TTL_SECONDS: 'x',
+    BODY_LIMIT_BYTES: 'x',
+    DELIVERY_TIMEOUT_MS: 'x',
+    DELIVERY_MAX_ATTEMPTS: 'x',
+    DELIVERY_CONCURRENCY: 'x',
+    DELIVERY_HISTORY_HOURS: 'x',
+    DEAD_LETTER_RETENTION_DAYS: 'x',
+    SHUTDOWN_TIMEOUT_MS: 'x',
+    PERSONA_ACCEPT_SPLIT_HEADERS: 'x'
+  }
+  const error = problemsOf(env)
+  t.same(error.problems.map((problem) => problem.split(':')[0]).sort(), ['PERSONA_WEBHOOK_SECRET', ...Object.keys(env)].sort())
+})
+
+t.test('regression: a bad LOG_LEVEL is reported once, not once per allowed level', async (t) => {
+  t.same(problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'verbose' }).problems, [
+    'LOG_LEVEL: must be equal to one of the allowed values (got "verbose")'
+  ])
+})
+
+t.test('regression: a fractional integer setting is rejected rather than truncated', async (t) => {
+  t.same(problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, DEDUPE_TTL_SECONDS: '1.5' }).problems, [
+    'DEDUPE_TTL_SECONDS: must be integer (got "1.5")'
+  ])
+})
+
+t.test('regression: a webhook secret list of only commas is rejected rather than read as no secret', async (t) => {
+  t.same(problemsOf({ PERSONA_WEBHOOK_SECRET: ',' }).problems.map((problem) => problem.split(':')[0]), ['PERSONA_WEBHOOK_SECRET'])
+})

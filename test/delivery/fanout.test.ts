@@ -1,0 +1,211 @@
+import t, { type Test } from 'tap'
+import { Redis } from 'ioredis'
+import { Fanout, FANOUT_GROUP } from '../../src/delivery/fanout.js'
+import { EventStore } from '../../src/store/event-store.js'
+import { storeKeys } from '../../src/store/keys.js'
+import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
+import { startRedis, type TestRedis } from '../helpers/redis.js'
+import { startSubscriber } from '../helpers/subscriber.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const INTAKE = storeKeys('persona-relay').intake
+
+/** A throwaway Redis and a client on it, both gone when the test ends (after the relay: teardowns run last-in first-out). */
+async function redisFor(t: Test): Promise<{ redis: TestRedis; client: Redis }> {
+  const redis = await startRedis()
+  const client = new Redis(redis.url)
+  t.teardown(async () => {
+    client.disconnect()
+    await redis.stop()
+  })
+  return { redis, client }
+}
+
+/** The fields the intake script writes, for entries written straight into the stream. */
+function entryFields(id: string, subscribers: string, name = 'inquiry.approved'): string[] {
+  return [
+    'id', id, 'name', name, 'createdAt', '2026-11-27T10:00:00.000Z', 'receivedAt', new Date().toISOString(),
+    'subscribers', subscribers, 'source', 'webhook', 'body', personaEvent(id, name)
+  ]
+}
+
+async function pendingCount(client: Redis): Promise<number> {
+  const [count] = (await client.xpending(INTAKE, FANOUT_GROUP)) as [number]
+  return count
+}
+
+async function drained(client: Redis): Promise<void> {
+  await waitUntil('the intake stream to be fanned out and acknowledged', async () =>
+    (await client.xlen(INTAKE)) === 0 && (await pendingCount(client)) === 0)
+}
+
+/** Proving that nothing more happens takes a wait; a fresh job would be picked up well within it. */
+const quietPeriod = () => new Promise((resolve) => setTimeout(resolve, 400))
+
+t.test('an event recorded while no relay runs is delivered once one starts', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  const id = uniqueEventId()
+  const body = personaEvent(id)
+  const store = new EventStore(client, 'persona-relay', 3600)
+  t.equal(await store.record({ id, name: 'inquiry.approved', createdAt: '', body, subscribers: ['CRM'], source: 'webhook' }), 'recorded')
+  t.equal(await client.xlen(INTAKE), 1)
+
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.body.toString(), body)
+  t.equal(request!.headers['webhook-id'], id)
+  await drained(client)
+  const queue = app.delivery.queues.get('CRM')!
+  await waitUntil('the job to complete', async () => (await queue.getJobState(id)) === 'completed')
+})
+
+t.test('an entry written straight into the stream before start-up is delivered', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  const id = uniqueEventId()
+  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM'))
+
+  await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.headers['webhook-id'], id)
+  t.equal(request!.headers['persona-relay-source'], 'webhook')
+  await drained(client)
+})
+
+t.test('an entry a crashed consumer read but never acknowledged is taken over at start-up', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  const abandoned = uniqueEventId()
+  const inProgress = uniqueEventId()
+  await client.xgroup('CREATE', INTAKE, FANOUT_GROUP, '0', 'MKSTREAM')
+  const [abandonedEntry] = [await client.xadd(INTAKE, '*', ...entryFields(abandoned, 'CRM'))]
+  await client.xreadgroup('GROUP', FANOUT_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', INTAKE, '>')
+  // The crash happened a minute ago: well past the time after which an entry counts as abandoned.
+  await client.xclaim(INTAKE, FANOUT_GROUP, 'crashed', 0, abandonedEntry!, 'IDLE', 60_000)
+  // Another instance has just read this one and may still be working on it.
+  await client.xadd(INTAKE, '*', ...entryFields(inProgress, 'CRM'))
+  await client.xreadgroup('GROUP', FANOUT_GROUP, 'busy', 'COUNT', 10, 'STREAMS', INTAKE, '>')
+  t.equal(await pendingCount(client), 2)
+
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.headers['webhook-id'], abandoned)
+  await waitUntil('the abandoned entry to be acknowledged', async () => (await pendingCount(client)) === 1)
+  await quietPeriod()
+  t.equal(subscriber.received.length, 1, 'an entry another consumer holds only briefly is left to it')
+  t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'busy']])
+  t.equal(await app.delivery.queues.get('CRM')!.getJob(inProgress), undefined)
+})
+
+t.test('a running fan-out takes over an entry another instance abandoned', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  await waitUntil('the relay to create the consumer group', async () => {
+    const groups = (await client.xinfo('GROUPS', INTAKE).catch(() => [])) as unknown[][]
+    return groups.some((group) => group[1] === FANOUT_GROUP)
+  })
+  const id = uniqueEventId()
+  // In one transaction, so that the running relay's blocked read cannot get the entry first.
+  await client.multi()
+    .xadd(INTAKE, '*', ...entryFields(id, 'CRM'))
+    .xreadgroup('GROUP', FANOUT_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', INTAKE, '>')
+    .exec()
+  t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
+
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
+  const other = new Fanout({
+    connection,
+    streamKey: INTAKE,
+    queues: app.delivery.queues,
+    jobOptions: () => ({ attempts: 2, backoff: { type: 'schedule' } }),
+    log: app.log,
+    abandonedAfterMs: 300,
+    claimEveryMs: 100
+  })
+  other.start()
+  t.teardown(() => other.stop())
+  t.ok(other.isRunning())
+
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.headers['webhook-id'], id)
+  await drained(client)
+})
+
+t.test('replaying an entry whose jobs already exist delivers nothing twice', async (t) => {
+  const crm = await startSubscriber()
+  const ops = await startSubscriber(() => ({ status: 500 }))
+  t.teardown(() => Promise.all([crm.close(), ops.close()]))
+  const { redis, client } = await redisFor(t)
+  const { app } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: crm.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_OPS_URL: ops.url,
+    SUBSCRIBER_OPS_EVENTS: '*',
+    SUBSCRIBER_OPS_MAX_ATTEMPTS: '1'
+  }, redis)
+  const id = uniqueEventId()
+  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM,OPS'))
+  await crm.waitFor(1)
+  await ops.waitFor(1)
+  const crmQueue = app.delivery.queues.get('CRM')!
+  const opsQueue = app.delivery.queues.get('OPS')!
+  await waitUntil('both deliveries to settle', async () =>
+    (await crmQueue.getJobState(id)) === 'completed' && (await opsQueue.getJobState(id)) === 'failed')
+
+  // What a fan-out that crashed between adding the jobs and acknowledging the entry replays.
+  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM,OPS'))
+  await drained(client)
+  await quietPeriod()
+  t.equal(crm.received.length, 1, 'a delivered event is not delivered again')
+  t.equal(ops.received.length, 1, 'a failed delivery is not restarted by the replay')
+  t.match(await crmQueue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'), { completed: 1, waiting: 0, active: 0, delayed: 0, failed: 0 })
+  t.match(await opsQueue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'), { completed: 0, waiting: 0, active: 0, delayed: 0, failed: 1 })
+  t.equal((await crmQueue.getJob(id))!.attemptsMade, 1)
+})
+
+t.test('an entry naming a subscriber that is no longer configured skips it with a warning and is acknowledged', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  const { logs } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  const mixed = uniqueEventId()
+  const orphan = uniqueEventId()
+  await client.xadd(INTAKE, '*', ...entryFields(orphan, 'GONE'))
+  await client.xadd(INTAKE, '*', ...entryFields(mixed, 'GONE,CRM'))
+
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.headers['webhook-id'], mixed)
+  await drained(client)
+  const warnings = logs.lines.filter((line) => line.msg === 'event routed to a subscriber that is no longer configured; skipped')
+  t.match(warnings, [
+    { level: 40, subscriber: 'GONE', eventId: orphan },
+    { level: 40, subscriber: 'GONE', eventId: mixed }
+  ])
+  t.equal(warnings.length, 2)
+  await quietPeriod()
+  t.equal(subscriber.received.length, 1)
+})
+
+t.test('regression: the fan-out recreates its consumer group when Redis has lost it', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  const { logs } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  await waitUntil('the relay to create the consumer group', async () =>
+    ((await client.xinfo('GROUPS', INTAKE).catch(() => [])) as unknown[]).length > 0)
+
+  // What a Redis restarted without its data looks like to a running relay: no stream, no group.
+  await client.del(INTAKE)
+  const id = uniqueEventId()
+  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM'))
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.headers['webhook-id'], id)
+  await drained(client)
+  t.ok(logs.lines.some((line) => line.msg === 'fan-out failed; retrying'), 'the lost group was noticed')
+})

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs'
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { once } from 'node:events'
+import type { App } from '../../src/app.js'
+import { signedHeaders, type LogCapture } from './app.js'
+import { waitUntil } from './wait-until.js'
+
+const fixture = readFileSync(new URL('../fixtures/inquiry.approved.json', import.meta.url), 'utf8')
+const FIXTURE_ID = 'evt_7QkT2mZr9VbX4nLp8sWc3hJd'
+
+/** The fixture with non-ASCII text, escapes, odd whitespace and numbers that re-serialising would change. */
+export function unusualBody(id: string): string {
+  return fixture
+    .replace(FIXTURE_ID, id)
+    .replace('"ALEX"', '"Zoë Ångström-Łukasiewicz 🚀 日本語 \\u00e9\\t"')
+    .replace('"status": "approved"', '"zz-last-first": {"b": 1.50, "a": 1e2},\r\n\t\t "status" :\t"approved"  ')
+    .concat('\r\n\t \n')
+}
+
+/** Posts a signed event to the relay's intake; anything but a 200 fails the test there. */
+export async function postEvent(app: App, body: string): Promise<void> {
+  const response = await app.inject({ method: 'POST', url: '/webhooks/persona', headers: signedHeaders(body), payload: body })
+  if (response.statusCode !== 200) throw new Error(`intake answered ${response.statusCode}: ${response.body}`)
+}
+
+export async function waitForJob(app: App, subscriber: string, eventId: string, state: string) {
+  const queue = app.delivery.queues.get(subscriber)!
+  await waitUntil(`job ${eventId} of ${subscriber} to be ${state}`, async () => (await queue.getJobState(eventId)) === state)
+  return (await queue.getJob(eventId))!
+}
+
+export function deliveryAttempts(logs: LogCapture, subscriber: string, eventId: string) {
+  return logs.lines.filter((line) => line.msg === 'delivery attempt' && line.subscriber === subscriber && line.eventId === eventId)
+}
+
+export interface PlainServer {
+  server: Server
+  received: { url: string; headers: IncomingHttpHeaders }[]
+  port: number
+}
+
+/** A server on a chosen port (startSubscriber always takes a fresh one) that answers by path. */
+export async function listenOn(
+  port: number,
+  answer: (url: string) => { status: number; headers?: Record<string, string> }
+): Promise<PlainServer> {
+  const received: PlainServer['received'] = []
+  const server = createServer((req, res) => {
+    received.push({ url: req.url ?? '', headers: req.headers })
+    req.resume()
+    req.on('end', () => {
+      const { status, headers } = answer(req.url ?? '')
+      res.writeHead(status, headers).end()
+    })
+  })
+  server.listen(port, '127.0.0.1')
+  await once(server, 'listening')
+  return { server, received, port: (server.address() as { port: number }).port }
+}
+
+export async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections()
+  server.close()
+  await once(server, 'close')
+}
