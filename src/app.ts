@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyError, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyServerOptions } from 'fastify'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config/index.js'
@@ -8,6 +8,9 @@ import { eventStorePlugin } from './store/event-store.js'
 import { deliveryPlugin } from './delivery/plugin.js'
 import { intakeRoutes } from './intake/route.js'
 import { healthRoutes } from './ops/health.js'
+import { metricsPlugin } from './ops/metrics.js'
+import { DASHBOARD_PATH, dashboardRoutes } from './ops/dashboard.js'
+import { adminRoutes } from './ops/admin/routes.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -41,6 +44,10 @@ export function loggerOptions(config: Config, stream?: DestinationStream): Fasti
   }
 }
 
+function sendError(reply: FastifyReply, error: FastifyError) {
+  return reply.code(error.statusCode ?? 500).send(errorBody(error))
+}
+
 /** Builds the whole service without listening; server.ts listens, tests inject or listen on port 0. */
 export async function buildApp(config: Config, options: BuildOptions = {}) {
   const app = Fastify({
@@ -48,7 +55,15 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     bodyLimit: config.bodyLimitBytes,
     // One line per request is written by the routes themselves, with what matters to them.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true
+    return503OnClosing: true,
+    // Event ids may be up to 132 characters (`evt_` + 128); the admin API takes them as parameters.
+    routerOptions: { maxParamLength: 512 },
+    // Errors Fastify raises before routing (bad URL encoding, oversized parameters) get our body too.
+    frameworkErrors: (error, _request, reply) => {
+      void sendError(reply as FastifyReply, toServiceError(error))
+    },
+    // Decides which address is the client's (request.ip) for the source allowlist.
+    trustProxy: config.trustProxy
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
@@ -57,9 +72,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     if ((serviceError.statusCode ?? 500) >= 500 && serviceError.code === 'INTERNAL_ERROR') {
       request.log.error({ err: error }, 'request failed')
     }
-    return reply.code(serviceError.statusCode ?? 500).send(errorBody(serviceError))
+    return sendError(reply, serviceError)
   })
-  app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody(new Errors.NOT_FOUND())))
+  app.setNotFoundHandler((_request, reply) => sendError(reply, new Errors.NOT_FOUND()))
   app.addHook('onResponse', async (request, reply) => {
     if (request.routeOptions.config.requestLog === false || request.intake) return
     request.log.info(
@@ -69,10 +84,16 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   })
 
   await app.register(redisPlugin, { url: config.redis.url })
+  await app.register(metricsPlugin, { metricsPort: config.metricsPort, host: config.host })
   await app.register(eventStorePlugin, { prefix: config.redis.prefix, dedupeTtlSeconds: config.dedupeTtlSeconds })
   await app.register(deliveryPlugin, { config })
   await app.register(healthRoutes)
-  await app.register(intakeRoutes, { config })
+  // A worker-only instance does not take webhooks; it still serves health and the admin API.
+  if (config.role !== 'worker') await app.register(intakeRoutes, { config })
+  if (config.adminToken) {
+    await app.register(adminRoutes, { prefix: '/admin', config, token: config.adminToken })
+    await app.register(dashboardRoutes, { prefix: DASHBOARD_PATH, token: config.adminToken })
+  }
   return app
 }
 

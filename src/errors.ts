@@ -29,12 +29,20 @@ export const Errors = {
   BODY_TOO_LARGE: createError('BODY_TOO_LARGE', 'The body exceeds the configured limit', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'The body must be application/json', 415),
   NOT_FOUND: createError('NOT_FOUND', 'No such route', 404),
+  FORBIDDEN_SOURCE: createError('FORBIDDEN_SOURCE', 'Webhooks are not accepted from this address', 403),
   STORE_UNAVAILABLE: createError(
     'STORE_UNAVAILABLE',
     'The event could not be recorded; retry later',
     503
   ),
   BAD_REQUEST: createError('BAD_REQUEST', 'The request is malformed', 400),
+  /** %s is the schema rule that failed (a path and a constraint, never the value sent). */
+  INVALID_REQUEST: createError('INVALID_REQUEST', 'Invalid request: %s', 400),
+  ADMIN_UNAUTHORIZED: createError('ADMIN_UNAUTHORIZED', 'A valid admin bearer token is required', 401),
+  EVENT_NOT_FOUND: createError('EVENT_NOT_FOUND', 'No such event is recorded', 404),
+  DELIVERY_NOT_FOUND: createError('DELIVERY_NOT_FOUND', 'No such delivery', 404),
+  DELIVERY_NOT_FAILED: createError('DELIVERY_NOT_FAILED', 'Only a failed delivery can be retried', 409),
+  SUBSCRIBER_NOT_FOUND: createError('SUBSCRIBER_NOT_FOUND', 'No such subscriber is configured', 404),
   INTERNAL: createError('INTERNAL_ERROR', 'Internal error', 500)
 } as const
 
@@ -63,6 +71,7 @@ export function toServiceError(error: FastifyError | Error): FastifyError {
   const fastifyError = error as FastifyError
   const mapped = FRAMEWORK_ERRORS.get(fastifyError.code)
   if (mapped) return mapped()
+  if (fastifyError.code === 'FST_ERR_VALIDATION') return new Errors.INVALID_REQUEST(fastifyError.message)
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) return new Errors.INVALID_JSON()
   if (fastifyError.code && Object.values(Errors).some((ErrorType) => error instanceof ErrorType)) return fastifyError
   const status = fastifyError.statusCode ?? 500

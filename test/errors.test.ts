@@ -21,7 +21,14 @@ t.test('every error has a stable upper-snake code, a status and a fixed message'
     ['NOT_FOUND', 'NOT_FOUND', 404],
     ['STORE_UNAVAILABLE', 'STORE_UNAVAILABLE', 503],
     ['BAD_REQUEST', 'BAD_REQUEST', 400],
-    ['INTERNAL', 'INTERNAL_ERROR', 500]
+    ['INTERNAL', 'INTERNAL_ERROR', 500],
+    ['FORBIDDEN_SOURCE', 'FORBIDDEN_SOURCE', 403],
+    ['INVALID_REQUEST', 'INVALID_REQUEST', 400],
+    ['ADMIN_UNAUTHORIZED', 'ADMIN_UNAUTHORIZED', 401],
+    ['EVENT_NOT_FOUND', 'EVENT_NOT_FOUND', 404],
+    ['DELIVERY_NOT_FOUND', 'DELIVERY_NOT_FOUND', 404],
+    ['DELIVERY_NOT_FAILED', 'DELIVERY_NOT_FAILED', 409],
+    ['SUBSCRIBER_NOT_FOUND', 'SUBSCRIBER_NOT_FOUND', 404]
   ]
   t.same(Object.keys(Errors).sort(), cases.map(([key]) => key).sort(), 'the table covers every error')
   for (const [key, code, statusCode] of cases) {

@@ -1,5 +1,6 @@
 import Value from 'typebox/value'
 import type { Static, TObject, TSchema } from 'typebox'
+import { allowlistEntryProblem, PERSONA_KEYWORD } from '../persona/source-allowlist.js'
 import { EnvSchema, SubscriberEnvSchema, type Env, type SubscriberEnv } from './schema.js'
 
 export interface SubscriberConfig {
@@ -12,6 +13,12 @@ export interface SubscriberConfig {
   concurrency: number
   /** Seconds to wait before each retry; the last value repeats when maxAttempts outlasts it. */
   retrySchedule: number[]
+  /** Consecutive failed attempts that open the circuit breaker and pause the subscriber. */
+  pauseAfterFailures: number
+  /** A worker's lock on a delivery in flight; a crashed worker's deliveries return after about this long. */
+  lockDurationMs: number
+  /** How often workers look for deliveries whose lock has expired. */
+  stalledIntervalMs: number
 }
 
 export interface Config {
@@ -30,7 +37,19 @@ export interface Config {
   delivery: {
     historyHours: number
     deadLetterRetentionDays: number
+    retentionSweepIntervalMs: number
+    probeIntervalMs: number
   }
+  /** Enables the admin API when set. */
+  adminToken: string | undefined
+  /** intake: only takes webhooks; worker: only fans out and delivers; all: both. */
+  role: 'all' | 'intake' | 'worker'
+  /** Sources allowed to post webhooks; empty allows every source. */
+  allowedIps: string[]
+  /** true, false, or the proxies' addresses/CIDRs, comma-separated (Fastify's trustProxy). */
+  trustProxy: boolean | string
+  /** Serve /metrics only on this port; unset, on the main port. */
+  metricsPort: number | undefined
   subscribers: SubscriberConfig[]
   shutdownTimeoutMs: number
 }
@@ -42,7 +61,7 @@ export class ConfigError extends Error {
   }
 }
 
-const SUBSCRIBER_KEY = /^SUBSCRIBER_([A-Z0-9_]+?)_(URL|EVENTS|SECRET|TIMEOUT_MS|MAX_ATTEMPTS|CONCURRENCY|RETRY_SCHEDULE)$/
+const SUBSCRIBER_KEY = /^SUBSCRIBER_([A-Z0-9_]+?)_(URL|EVENTS|SECRET|TIMEOUT_MS|MAX_ATTEMPTS|CONCURRENCY|RETRY_SCHEDULE|PAUSE_AFTER_FAILURES)$/
 
 /** Reads the whole configuration from the environment; every bad key is reported in one error. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -54,6 +73,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const parsed = parseSection(SubscriberEnvSchema, values, `SUBSCRIBER_${name}_`, problems)
     if (parsed && global) subscribers.push(toSubscriber(name, parsed, global))
   }
+  for (const entry of splitList(env.PERSONA_ALLOWED_IPS ?? '')) {
+    const problem = allowlistEntryProblem(entry)
+    if (problem) problems.push(`PERSONA_ALLOWED_IPS: ${problem}`)
+  }
+  const trustProxyProblem = global ? trustProxyProblemOf(global.TRUST_PROXY) : undefined
+  if (trustProxyProblem) problems.push(`TRUST_PROXY: ${trustProxyProblem}`)
   if (!global || problems.length > 0) throw new ConfigError(problems)
 
   return {
@@ -71,8 +96,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     bodyLimitBytes: global.BODY_LIMIT_BYTES,
     delivery: {
       historyHours: global.DELIVERY_HISTORY_HOURS,
-      deadLetterRetentionDays: global.DEAD_LETTER_RETENTION_DAYS
+      deadLetterRetentionDays: global.DEAD_LETTER_RETENTION_DAYS,
+      retentionSweepIntervalMs: Math.round(global.RETENTION_SWEEP_INTERVAL_SECONDS * 1000),
+      probeIntervalMs: Math.round(global.BREAKER_PROBE_INTERVAL_SECONDS * 1000)
     },
+    adminToken: global.ADMIN_TOKEN,
+    role: global.ROLE,
+    allowedIps: splitList(global.PERSONA_ALLOWED_IPS ?? ''),
+    trustProxy: parseTrustProxy(global.TRUST_PROXY),
+    metricsPort: global.METRICS_PORT,
     subscribers: subscribers.sort((a, b) => a.name.localeCompare(b.name)),
     shutdownTimeoutMs: global.SHUTDOWN_TIMEOUT_MS
   }
@@ -80,16 +112,31 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 
 function toSubscriber(name: string, values: SubscriberEnv, global: Env): SubscriberConfig {
   const retrySchedule = splitList(values.RETRY_SCHEDULE ?? global.DELIVERY_RETRY_SCHEDULE).map(Number)
+  const timeoutMs = values.TIMEOUT_MS ?? global.DELIVERY_TIMEOUT_MS
   return {
     name,
     url: values.URL,
     patterns: splitList(values.EVENTS),
     secrets: splitList(values.SECRET ?? ''),
-    timeoutMs: values.TIMEOUT_MS ?? global.DELIVERY_TIMEOUT_MS,
+    timeoutMs,
     maxAttempts: values.MAX_ATTEMPTS ?? global.DELIVERY_MAX_ATTEMPTS ?? retrySchedule.length + 1,
     concurrency: values.CONCURRENCY ?? global.DELIVERY_CONCURRENCY,
-    retrySchedule
+    retrySchedule,
+    pauseAfterFailures: values.PAUSE_AFTER_FAILURES ?? global.DELIVERY_PAUSE_AFTER_FAILURES,
+    ...lockTimes(global.DELIVERY_LOCK_DURATION_MS, timeoutMs)
   }
+}
+
+/** BullMQ's own default; a shorter lock gets a stall check as often, so that it also means a quick recovery. */
+const DEFAULT_STALLED_INTERVAL_MS = 30_000
+
+/**
+ * Unset, the lock outlasts the slowest attempt twice over, as before the setting existed; a lock
+ * set shorter is renewed while the attempt runs, so only a dead worker loses it.
+ */
+function lockTimes(lockDurationMs: number | undefined, timeoutMs: number) {
+  const lock = lockDurationMs ?? Math.max(30_000, timeoutMs * 2)
+  return { lockDurationMs: lock, stalledIntervalMs: Math.min(DEFAULT_STALLED_INTERVAL_MS, lock) }
 }
 
 function groupSubscriberKeys(env: Record<string, string | undefined>, problems: string[]) {
@@ -98,7 +145,7 @@ function groupSubscriberKeys(env: Record<string, string | undefined>, problems: 
     if (!key.startsWith('SUBSCRIBER_') || value === undefined || value === '') continue
     const match = SUBSCRIBER_KEY.exec(key)
     if (!match) {
-      problems.push(`${key}: not a subscriber setting (expected SUBSCRIBER_<NAME>_URL, _EVENTS, _SECRET, _TIMEOUT_MS, _MAX_ATTEMPTS, _CONCURRENCY or _RETRY_SCHEDULE with NAME in [A-Z0-9_])`)
+      problems.push(`${key}: not a subscriber setting (expected SUBSCRIBER_<NAME>_URL, _EVENTS, _SECRET, _TIMEOUT_MS, _MAX_ATTEMPTS, _CONCURRENCY, _RETRY_SCHEDULE or _PAUSE_AFTER_FAILURES with NAME in [A-Z0-9_])`)
       continue
     }
     const [, name, setting] = match as unknown as [string, string, string]
@@ -173,6 +220,27 @@ function pick(env: Record<string, string | undefined>, keys: string[]): Record<s
     if (value !== undefined && value !== '') picked[key] = value
   }
   return picked
+}
+
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+function parseTrustProxy(value: string): boolean | string {
+  if (/^(true|false)$/i.test(value)) return value.toLowerCase() === 'true'
+  return value
+}
+
+/**
+ * Fastify would throw on a bad address only when the app is built, and it ignores a hop count
+ * (it cannot tell a proxy from a client): both are reported here, with the rest of the config.
+ */
+function trustProxyProblemOf(value: string): string | undefined {
+  if (/^(true|false)$/i.test(value)) return undefined
+  if (/^\d+$/.test(value)) {
+    return `a hop count is not supported: Fastify ignores it; use true or the proxies' addresses/CIDRs (got ${JSON.stringify(value)})`
+  }
+  const bad = splitList(value).filter((entry) => !PROXY_RANGE_NAMES.has(entry) && (entry === PERSONA_KEYWORD || allowlistEntryProblem(entry)))
+  if (bad.length === 0) return undefined
+  return `expected true, false, or addresses/CIDRs of proxies (or loopback, linklocal, uniquelocal), comma-separated (got ${JSON.stringify(value)})`
 }
 
 export function splitList(value: string): string[] {

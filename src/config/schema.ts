@@ -28,6 +28,24 @@ export const EnvSchema = Type.Object({
   DELIVERY_CONCURRENCY: Type.Integer({ ...PositiveInteger, default: 10 }),
   DELIVERY_HISTORY_HOURS: Type.Number({ exclusiveMinimum: 0, default: 24 }),
   DEAD_LETTER_RETENTION_DAYS: Type.Number({ exclusiveMinimum: 0, default: 14 }),
+  RETENTION_SWEEP_INTERVAL_SECONDS: Type.Number({ exclusiveMinimum: 0, default: 300 }),
+  DELIVERY_PAUSE_AFTER_FAILURES: Type.Integer({ ...PositiveInteger, default: 20 }),
+  /**
+   * How long a worker's claim on a delivery lasts without renewal, and so how soon the deliveries of
+   * a crashed worker go back to the queue. Unset: max(30 s, 2 x the subscriber's timeout).
+   */
+  DELIVERY_LOCK_DURATION_MS: Type.Optional(Type.Integer({ minimum: 1000 })),
+  BREAKER_PROBE_INTERVAL_SECONDS: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+  METRICS_PORT: Type.Optional(Port),
+  ROLE: Type.Enum(['all', 'intake', 'worker'], { default: 'all' }),
+  /** Addresses and CIDRs, comma-separated; entries are checked one by one in index.ts. */
+  PERSONA_ALLOWED_IPS: Type.Optional(CommaList),
+  /**
+   * Fastify's trustProxy: true, false, or comma-separated addresses/CIDRs of proxies (checked in
+   * index.ts). Not a hop count: Fastify 5 ignores one, as it cannot tell a proxy from a client.
+   */
+  TRUST_PROXY: Type.String({ pattern: '^\\S+$', default: 'false' }),
+  ADMIN_TOKEN: Type.Optional(Type.String({ pattern: '^\\S{16,}$' })),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ ...PositiveInteger, default: 20000 })
 })
 
@@ -42,7 +60,8 @@ export const SubscriberEnvSchema = Type.Object({
   TIMEOUT_MS: Type.Optional(PositiveInteger),
   MAX_ATTEMPTS: Type.Optional(PositiveInteger),
   CONCURRENCY: Type.Optional(PositiveInteger),
-  RETRY_SCHEDULE: Type.Optional(RetrySchedule)
+  RETRY_SCHEDULE: Type.Optional(RetrySchedule),
+  PAUSE_AFTER_FAILURES: Type.Optional(PositiveInteger)
 })
 
 export type SubscriberEnv = Static<typeof SubscriberEnvSchema>

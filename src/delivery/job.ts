@@ -1,4 +1,5 @@
 import type { SubscriberConfig, Config } from '../config/index.js'
+import { KEPT_ATTEMPTS } from './attempts.js'
 
 /** What one delivery carries; the body is dropped once the subscriber has it. */
 export interface DeliveryJobData {
@@ -8,6 +9,14 @@ export interface DeliveryJobData {
   receivedAt: string
   source: string
   body?: string
+  /** The circuit breaker's probe already delivered it: the worker completes it without sending. */
+  deliveredByProbe?: true
+}
+
+/** The job data without the body, which is personal data and dropped once the subscriber has it. */
+export function withoutBody(data: DeliveryJobData): DeliveryJobData {
+  const { body: _dropped, ...metadata } = data
+  return metadata
 }
 
 export function queueName(subscriberName: string): string {
@@ -20,7 +29,10 @@ export function deliveryJobOptions(subscriber: SubscriberConfig, retention: Conf
   return {
     attempts: subscriber.maxAttempts,
     backoff: { type: BACKOFF_TYPE },
-    removeOnComplete: { age: Math.round(retention.historyHours * 3600) },
-    removeOnFail: { age: Math.round(retention.deadLetterRetentionDays * 86400) }
+    keepLogs: KEPT_ATTEMPTS,
+    // BullMQ counts whole seconds and `age: 0` removes a job the moment it finishes: rounding up keeps
+    // a sub-second retention for at least as long as asked, and the sweep removes it on time.
+    removeOnComplete: { age: Math.ceil(retention.historyHours * 3600) },
+    removeOnFail: { age: Math.ceil(retention.deadLetterRetentionDays * 86400) }
   }
 }

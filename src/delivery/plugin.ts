@@ -4,10 +4,13 @@ import type { Config } from '../config/index.js'
 import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
 import { Fanout } from './fanout.js'
 import { deliveryJobOptions, queueName, type DeliveryJobData } from './job.js'
-import { createDeliveryWorker } from './worker.js'
+import { startMaintenance } from './maintenance.js'
+import { SubscriberControl } from './subscriber-control.js'
+import { attemptDelivery, createDeliveryWorker } from './worker.js'
 
 export interface Delivery {
   queues: ReadonlyMap<string, Queue<DeliveryJobData>>
+  controls: ReadonlyMap<string, SubscriberControl>
   isRunning(): boolean
 }
 
@@ -21,44 +24,64 @@ declare module 'fastify' {
 export const deliveryPlugin = fp<{ config: Config }>(
   async (app, { config }) => {
     const prefix = config.redis.prefix
+    // An intake-only instance keeps the queues (for the admin API) but leaves delivery to workers.
+    const delivers = config.role !== 'intake'
     const connection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:delivery')
     connection.on('error', () => {
       // Reported once by the request path's connection (store/redis.ts); workers wait for Redis.
     })
-    const queues = new Map(
-      config.subscribers.map((subscriber) => {
-        const queue = new Queue<DeliveryJobData>(queueName(subscriber.name), { connection, prefix })
-        // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
-        queue.on('error', () => undefined)
-        return [subscriber.name, queue] as const
+    const queues = new Map<string, Queue<DeliveryJobData>>()
+    const controls = new Map<string, SubscriberControl>()
+    const workers: Worker[] = []
+    for (const subscriber of config.subscribers) {
+      const queue = new Queue<DeliveryJobData>(queueName(subscriber.name), { connection, prefix })
+      // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
+      queue.on('error', () => undefined)
+      const control = new SubscriberControl({
+        subscriber, queue, redis: connection, prefix, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log
       })
-    )
+      queues.set(subscriber.name, queue)
+      controls.set(subscriber.name, control)
+      if (!delivers) continue
+      const worker = createDeliveryWorker({ subscriber, connection, prefix, control, log: app.log, metrics: app.metrics })
+      worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
+      workers.push(worker)
+    }
     const jobOptions = new Map(
       config.subscribers.map((subscriber) => [subscriber.name, deliveryJobOptions(subscriber, config.delivery)])
     )
-    const fanoutConnection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:fanout')
-    fanoutConnection.on('error', () => undefined)
-    const fanout = new Fanout({
-      connection: fanoutConnection,
-      streamKey: app.eventStore.keys.intake,
-      queues,
-      jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
-      log: app.log
-    })
-    const workers: Worker[] = config.subscribers.map((subscriber) => {
-      const worker = createDeliveryWorker({ subscriber, connection, prefix, log: app.log })
-      worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
-      return worker
-    })
-    fanout.start()
+    let fanout: Fanout | undefined
+    let stopMaintenance: () => Promise<void> = async () => {}
+    if (delivers) {
+      const fanoutConnection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:fanout')
+      fanoutConnection.on('error', () => undefined)
+      fanout = new Fanout({
+        connection: fanoutConnection,
+        streamKey: app.eventStore.keys.intake,
+        queues,
+        jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
+        log: app.log
+      })
+      fanout.start()
+      stopMaintenance = startMaintenance({
+        controls: config.subscribers.map((subscriber) => ({
+          control: controls.get(subscriber.name)!,
+          probe: (job) => attemptDelivery(subscriber, job, { log: app.log, metrics: app.metrics }, true)
+        })),
+        queues: [...queues.values()],
+        delivery: config.delivery,
+        log: app.log
+      })
+    }
 
     app.decorate('delivery', {
       queues,
-      isRunning: () => fanout.isRunning() && workers.every((worker) => worker.isRunning())
+      controls,
+      isRunning: () => !fanout || (fanout.isRunning() && workers.every((worker) => worker.isRunning()))
     })
 
     app.addHook('onClose', async () => {
-      await fanout.stop()
+      await Promise.all([fanout?.stop(), stopMaintenance()])
       // close() waits for attempts in flight; anything cut off by a hard stop returns to the queue
       // when its lock expires.
       await Promise.all(workers.map((worker) => worker.close()))
@@ -66,5 +89,5 @@ export const deliveryPlugin = fp<{ config: Config }>(
       await connection.quit().catch(() => connection.disconnect())
     })
   },
-  { name: 'delivery', dependencies: ['event-store'] }
+  { name: 'delivery', dependencies: ['event-store', 'metrics'] }
 )

@@ -15,6 +15,8 @@ export interface AttemptResult {
   durationMs: number
   /** The first bytes of the subscriber's answer, for the attempt history. */
   responseExcerpt?: string
+  /** The subscriber's Retry-After header, if it sent one. */
+  retryAfter?: string
 }
 
 export const RESPONSE_EXCERPT_BYTES = 1024
@@ -62,11 +64,13 @@ export async function sendDelivery(
     })
     const responseExcerpt = await readExcerpt(response.body)
     const ok = response.statusCode >= 200 && response.statusCode < 300
+    const retryAfter = response.headers['retry-after']
     return {
       outcome: ok ? 'success' : 'http_error',
       status: response.statusCode,
       durationMs: elapsed(started),
-      responseExcerpt
+      responseExcerpt,
+      ...(typeof retryAfter === 'string' ? { retryAfter } : {})
     }
   } catch (error) {
     const errorClass = classifyError(error)

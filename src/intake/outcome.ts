@@ -10,6 +10,7 @@ export type IntakeOutcome =
   | 'malformed'
   | 'too_large'
   | 'unsupported_media_type'
+  | 'forbidden_ip'
   | 'unavailable'
   | 'error'
 
@@ -24,6 +25,7 @@ const OUTCOME_BY_CODE = new Map<string, IntakeOutcome>([
   ['BAD_REQUEST', 'malformed'],
   ['BODY_TOO_LARGE', 'too_large'],
   ['UNSUPPORTED_MEDIA_TYPE', 'unsupported_media_type'],
+  ['FORBIDDEN_SOURCE', 'forbidden_ip'],
   ['STORE_UNAVAILABLE', 'unavailable']
 ])
 

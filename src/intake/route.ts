@@ -6,6 +6,7 @@ import type { Config } from '../config/index.js'
 import { ErrorResponse, Errors, toServiceError } from '../errors.js'
 import { PersonaEventEnvelope, toPersonaEvent } from '../persona/event.js'
 import { createRouter } from '../delivery/routing.js'
+import { createAllowlist } from '../persona/source-allowlist.js'
 import { outcomeOfError, type IntakeOutcome } from './outcome.js'
 import { verifyPersonaSignature } from './verify-signature.js'
 
@@ -30,6 +31,7 @@ declare module 'fastify' {
 /** `POST {PERSONA_WEBHOOK_PATH}`: verify, validate, record once, acknowledge. */
 export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   const routeEvent = createRouter(config.subscribers)
+  const allowed = config.allowedIps.length > 0 ? createAllowlist(config.allowedIps) : undefined
   const parseJson = app.getDefaultJsonParser('error', 'error')
   // Only JSON is a webhook: everything else (text/plain included) is 415 here.
   app.removeAllContentTypeParsers()
@@ -56,6 +58,8 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       },
       onRequest: async (request) => {
         request.intake = {}
+        // Before the body is read: a refused source costs no more than its headers.
+        if (allowed && !allowed(request.ip)) throw new Errors.FORBIDDEN_SOURCE()
       },
       preHandler: verifyPersonaSignature(config.persona),
       onError: async (request, _reply, error) => {
@@ -64,6 +68,7 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       onResponse: async (request, reply) => {
         const intake = request.intake ?? {}
         const headers = request.headers
+        app.metrics.intake(intake.outcome ?? 'error', reply.elapsedTime / 1000)
         request.log.info(
           {
             eventId: intake.eventId,

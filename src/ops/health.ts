@@ -5,7 +5,9 @@ const Health = Type.Object({ status: Type.Literal('ok') })
 const Check = Type.Union([Type.Literal('ok'), Type.Literal('failing')])
 const Readiness = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
-  checks: Type.Object({ redis: Check, delivery: Check })
+  checks: Type.Object({ redis: Check, delivery: Check }),
+  /** Subscribers whose deliveries wait (circuit breaker or operator): the relay still takes events. */
+  pausedSubscribers: Type.Array(Type.String())
 })
 
 const PING_TIMEOUT_MS = 1000
@@ -20,8 +22,17 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const redis = await ping(app.redis).then(() => 'ok' as const, () => 'failing' as const)
     const delivery = app.delivery.isRunning() ? ('ok' as const) : ('failing' as const)
     const ready = redis === 'ok' && delivery === 'ok'
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', checks: { redis, delivery } })
+    // Only asked of a Redis that answers: the queues' connection waits for Redis rather than fail.
+    const pausedSubscribers = redis === 'ok' ? await pausedNames(app.delivery.queues) : []
+    return reply
+      .code(ready ? 200 : 503)
+      .send({ status: ready ? 'ready' : 'unavailable', checks: { redis, delivery }, pausedSubscribers })
   })
+}
+
+async function pausedNames(queues: ReadonlyMap<string, { isPaused(): Promise<boolean> }>): Promise<string[]> {
+  const states = await Promise.all([...queues].map(async ([name, queue]) => ((await queue.isPaused()) ? [name] : [])))
+  return states.flat()
 }
 
 async function ping(redis: { ping(): Promise<string> }): Promise<void> {

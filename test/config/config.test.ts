@@ -30,7 +30,12 @@ t.test('only the webhook secret is required; everything else has a default', asy
     persona: { secrets: [SECRET], path: '/webhooks/persona', toleranceSeconds: 300, acceptSplitHeaders: false },
     dedupeTtlSeconds: 604800,
     bodyLimitBytes: 1048576,
-    delivery: { historyHours: 24, deadLetterRetentionDays: 14 },
+    delivery: { historyHours: 24, deadLetterRetentionDays: 14, retentionSweepIntervalMs: 300000, probeIntervalMs: 30000 },
+    adminToken: undefined,
+    role: 'all',
+    allowedIps: [],
+    trustProxy: false,
+    metricsPort: undefined,
     subscribers: [],
     shutdownTimeoutMs: 20000
   })
@@ -60,6 +65,16 @@ t.test('every global variable is converted to its typed setting', async (t) => {
     ['DELIVERY_HISTORY_HOURS', '0.5', (c) => c.delivery.historyHours, 0.5],
     ['DELIVERY_HISTORY_HOURS', '48', (c) => c.delivery.historyHours, 48],
     ['DEAD_LETTER_RETENTION_DAYS', '30', (c) => c.delivery.deadLetterRetentionDays, 30],
+    ['RETENTION_SWEEP_INTERVAL_SECONDS', '0.25', (c) => c.delivery.retentionSweepIntervalMs, 250],
+    ['BREAKER_PROBE_INTERVAL_SECONDS', '2', (c) => c.delivery.probeIntervalMs, 2000],
+    ['ADMIN_TOKEN', 'a-long-enough-admin-token', (c) => c.adminToken, 'a-long-enough-admin-token'],
+    ['ROLE', 'worker', (c) => c.role, 'worker'],
+    ['PERSONA_ALLOWED_IPS', 'persona, 10.0.0.0/8 ,2001:db8::/32,192.0.2.7', (c) => c.allowedIps, ['persona', '10.0.0.0/8', '2001:db8::/32', '192.0.2.7']],
+    ['TRUST_PROXY', 'true', (c) => c.trustProxy, true],
+    ['TRUST_PROXY', 'FALSE', (c) => c.trustProxy, false],
+    ['TRUST_PROXY', '10.0.0.0/8,127.0.0.1', (c) => c.trustProxy, '10.0.0.0/8,127.0.0.1'],
+    ['TRUST_PROXY', 'loopback,uniquelocal,2001:db8::/32', (c) => c.trustProxy, 'loopback,uniquelocal,2001:db8::/32'],
+    ['METRICS_PORT', '9464', (c) => c.metricsPort, 9464],
     ['SHUTDOWN_TIMEOUT_MS', '5000', (c) => c.shutdownTimeoutMs, 5000]
   ]
   for (const [key, value, read, expected] of cases) {
@@ -123,7 +138,10 @@ t.test('a subscriber takes its name from the keys, underscores included, and the
       timeoutMs: 10000,
       maxAttempts: DEFAULT_SCHEDULE.length + 1,
       concurrency: 10,
-      retrySchedule: DEFAULT_SCHEDULE
+      retrySchedule: DEFAULT_SCHEDULE,
+      pauseAfterFailures: 20,
+      lockDurationMs: 30000,
+      stalledIntervalMs: 30000
     }
   ])
 })
@@ -133,6 +151,7 @@ t.test('every subscriber setting overrides the DELIVERY_* default', async (t) =>
     DELIVERY_TIMEOUT_MS: '3000',
     DELIVERY_CONCURRENCY: '4',
     DELIVERY_RETRY_SCHEDULE: '1,2,3',
+    DELIVERY_PAUSE_AFTER_FAILURES: '5',
     SUBSCRIBER_A_URL: 'http://a.internal:8080',
     SUBSCRIBER_A_EVENTS: '*',
     SUBSCRIBER_A_SECRET: ` ${WHSEC_A} , ${WHSEC_B} `,
@@ -140,6 +159,7 @@ t.test('every subscriber setting overrides the DELIVERY_* default', async (t) =>
     SUBSCRIBER_A_MAX_ATTEMPTS: '7',
     SUBSCRIBER_A_CONCURRENCY: '2',
     SUBSCRIBER_A_RETRY_SCHEDULE: ' 0.5 , 10 ',
+    SUBSCRIBER_A_PAUSE_AFTER_FAILURES: '3',
     SUBSCRIBER_B_URL: 'https://b.internal',
     SUBSCRIBER_B_EVENTS: 'inquiry.*'
   })
@@ -152,7 +172,10 @@ t.test('every subscriber setting overrides the DELIVERY_* default', async (t) =>
       timeoutMs: 1500,
       maxAttempts: 7,
       concurrency: 2,
-      retrySchedule: [0.5, 10]
+      retrySchedule: [0.5, 10],
+      pauseAfterFailures: 3,
+      lockDurationMs: 30000,
+      stalledIntervalMs: 30000
     },
     {
       name: 'B',
@@ -162,7 +185,10 @@ t.test('every subscriber setting overrides the DELIVERY_* default', async (t) =>
       timeoutMs: 3000,
       maxAttempts: 4,
       concurrency: 4,
-      retrySchedule: [1, 2, 3]
+      retrySchedule: [1, 2, 3],
+      pauseAfterFailures: 5,
+      lockDurationMs: 30000,
+      stalledIntervalMs: 30000
     }
   ])
 })
@@ -179,6 +205,22 @@ t.test('max attempts follow from the schedule length plus one unless set', async
   for (const [label, env, expected] of cases) {
     t.equal(load({ ...base, ...env }).subscribers[0]?.maxAttempts, expected, label)
   }
+})
+
+t.test('the delivery lock outlasts twice the timeout unless DELIVERY_LOCK_DURATION_MS sets it, and the stall check follows a short lock', async (t) => {
+  const base = { SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*' }
+  const cases: [string, Record<string, string>, { lockDurationMs: number; stalledIntervalMs: number }][] = [
+    ['default', {}, { lockDurationMs: 30000, stalledIntervalMs: 30000 }],
+    ['a long timeout', { SUBSCRIBER_S_TIMEOUT_MS: '25000' }, { lockDurationMs: 50000, stalledIntervalMs: 30000 }],
+    ['a long global timeout', { DELIVERY_TIMEOUT_MS: '60000' }, { lockDurationMs: 120000, stalledIntervalMs: 30000 }],
+    ['a short lock', { DELIVERY_LOCK_DURATION_MS: '2500' }, { lockDurationMs: 2500, stalledIntervalMs: 2500 }],
+    ['a set lock wins over the timeout', { DELIVERY_LOCK_DURATION_MS: '90000', SUBSCRIBER_S_TIMEOUT_MS: '60000' }, { lockDurationMs: 90000, stalledIntervalMs: 30000 }]
+  ]
+  for (const [label, env, expected] of cases) {
+    const [subscriber] = load({ ...base, ...env }).subscribers
+    t.same({ lockDurationMs: subscriber?.lockDurationMs, stalledIntervalMs: subscriber?.stalledIntervalMs }, expected, label)
+  }
+  t.match(problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, DELIVERY_LOCK_DURATION_MS: '999' }).problems, [/^DELIVERY_LOCK_DURATION_MS: must be >= 1000/])
 })
 
 t.test('subscribers are sorted by name whatever the order of the keys', async (t) => {
@@ -230,6 +272,12 @@ t.test('each bad value is reported against its key', async (t) => {
     [{ DELIVERY_HISTORY_HOURS: '1,5' }, /^DELIVERY_HISTORY_HOURS: must be number/],
     [{ DEAD_LETTER_RETENTION_DAYS: 'never' }, /^DEAD_LETTER_RETENTION_DAYS: must be number/],
     [{ SHUTDOWN_TIMEOUT_MS: '0' }, /^SHUTDOWN_TIMEOUT_MS: must be >= 1/],
+    // Fastify 5 ignores a hop count (fails closed): accepted, it would make every forwarded client the proxy.
+    [{ TRUST_PROXY: '2' }, /^TRUST_PROXY: a hop count is not supported: Fastify ignores it; use true or the proxies' addresses\/CIDRs \(got "2"\)$/],
+    [{ TRUST_PROXY: 'yes' }, /^TRUST_PROXY: expected true, false, or addresses\/CIDRs of proxies/],
+    [{ TRUST_PROXY: '10.0.0.0/8,proxy.internal' }, /^TRUST_PROXY: expected true, false/],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY: expected true, false/],
+    [{ TRUST_PROXY: 'persona' }, /^TRUST_PROXY: expected true, false/],
     [{ ...subscriber, SUBSCRIBER_S_URL: 'ftp://s.internal' }, /^SUBSCRIBER_S_URL: must match pattern/],
     [{ ...subscriber, SUBSCRIBER_S_URL: 's.internal' }, /^SUBSCRIBER_S_URL: must match pattern/],
     [{ ...subscriber, SUBSCRIBER_S_EVENTS: 'inquiry approved' }, /^SUBSCRIBER_S_EVENTS: must match pattern/],
@@ -266,6 +314,9 @@ t.test('a ConfigError lists every bad key at once and never a secret or REDIS_UR
     BODY_LIMIT_BYTES: 'big',
     DELIVERY_HISTORY_HOURS: '0',
     DELIVERY_RETRY_SCHEDULE: 'soon',
+    ROLE: 'boss',
+    PERSONA_ALLOWED_IPS: 'persona, 10.0.0.0/33',
+    ADMIN_TOKEN: 'too-short-token',
     SUBSCRIBER_NO_URL_EVENTS: 'inquiry.*',
     SUBSCRIBER_NO_EVENTS_URL: 'https://no-events.internal',
     SUBSCRIBER_FTP_URL: badSubscriberUrl,
@@ -287,6 +338,9 @@ t.test('a ConfigError lists every bad key at once and never a secret or REDIS_UR
     'BODY_LIMIT_BYTES',
     'DELIVERY_HISTORY_HOURS',
     'DELIVERY_RETRY_SCHEDULE',
+    'ROLE',
+    'PERSONA_ALLOWED_IPS',
+    'ADMIN_TOKEN',
     'SUBSCRIBER_NO_URL_URL',
     'SUBSCRIBER_NO_EVENTS_EVENTS',
     'SUBSCRIBER_FTP_URL',
@@ -298,7 +352,7 @@ t.test('a ConfigError lists every bad key at once and never a secret or REDIS_UR
   t.match(error.message, /^invalid configuration:\n/)
   t.match(error.message, 'PERSONA_WEBHOOK_SECRET: required')
   t.match(error.message, 'PORT: must be <= 65535 (got "70000")', 'harmless values are echoed to help')
-  for (const hidden of [redisUrl, 'hunter2', badWhsec, badSubscriberUrl, 's3cr3t-pass', 'bar']) {
+  for (const hidden of [redisUrl, 'hunter2', badWhsec, badSubscriberUrl, 's3cr3t-pass', 'bar', 'too-short-token']) {
     t.notMatch(error.message, hidden, `the message does not contain ${hidden}`)
   }
 })

@@ -15,7 +15,14 @@ t.test('each of our errors labels the request with its outcome', async (t) => {
     ['BODY_TOO_LARGE', 'too_large'],
     ['UNSUPPORTED_MEDIA_TYPE', 'unsupported_media_type'],
     ['STORE_UNAVAILABLE', 'unavailable'],
+    ['FORBIDDEN_SOURCE', 'forbidden_ip'],
     ['NOT_FOUND', 'error'],
+    ['INVALID_REQUEST', 'error'],
+    ['ADMIN_UNAUTHORIZED', 'error'],
+    ['EVENT_NOT_FOUND', 'error'],
+    ['DELIVERY_NOT_FOUND', 'error'],
+    ['DELIVERY_NOT_FAILED', 'error'],
+    ['SUBSCRIBER_NOT_FOUND', 'error'],
     ['INTERNAL', 'error']
   ]
   t.same(Object.keys(Errors).sort(), cases.map(([key]) => key).sort(), 'the table covers every error')

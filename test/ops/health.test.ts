@@ -21,7 +21,7 @@ t.test('/healthz answers 200 ok and stays out of the request log', async (t) => 
 
 t.test('/readyz answers 200 when Redis and delivery are up', async (t) => {
   const { app } = await startRelay(t)
-  t.same(await readiness(app), { statusCode: 200, body: { status: 'ready', checks: { redis: 'ok', delivery: 'ok' } } })
+  t.same(await readiness(app), { statusCode: 200, body: { status: 'ready', checks: { redis: 'ok', delivery: 'ok' }, pausedSubscribers: [] } })
 })
 
 t.test('/readyz answers 503 while Redis is down and ready again once it is back, without a restart', async (t) => {
@@ -52,7 +52,7 @@ t.test('/readyz answers 503 while Redis is down and ready again once it is back,
     const answer = await readiness(app)
     return answer.statusCode === 200 && answer
   }, 15_000)
-  t.same(up.body, { status: 'ready', checks: { redis: 'ok', delivery: 'ok' } })
+  t.same(up.body, { status: 'ready', checks: { redis: 'ok', delivery: 'ok' }, pausedSubscribers: [] })
   t.same(printed().map((call) => String(call.args[0])), [], 'the outage went to the log, not raw to stderr')
 
   // Ready means events flow again: the restarted Redis lost the stream and its consumer group.

@@ -1,0 +1,43 @@
+import type { AttemptResult } from './sender.js'
+
+/** One line of a delivery's attempt history, kept with the delivery (a BullMQ job log row). */
+export interface AttemptRecord {
+  attempt: number
+  at: string
+  durationMs: number
+  outcome: AttemptResult['outcome']
+  status?: number
+  errorClass?: AttemptResult['errorClass']
+  /** The first KiB of the subscriber's answer. */
+  response?: string
+  /** Made by the circuit breaker's probe while the subscriber was paused. */
+  probe?: true
+}
+
+/** The history is capped so that a delivery retried for days cannot grow without bound. */
+export const KEPT_ATTEMPTS = 200
+
+export function attemptRecord(result: AttemptResult, attempt: number, startedAt: Date, probe = false): AttemptRecord {
+  return {
+    attempt,
+    at: startedAt.toISOString(),
+    durationMs: result.durationMs,
+    outcome: result.outcome,
+    ...(result.status !== undefined ? { status: result.status } : {}),
+    ...(result.errorClass ? { errorClass: result.errorClass } : {}),
+    ...(result.responseExcerpt ? { response: result.responseExcerpt } : {}),
+    ...(probe ? { probe: true as const } : {})
+  }
+}
+
+/** The history in a job's log rows; a row that is not an attempt record (`null` parses too) is skipped. */
+export function parseAttemptLog(rows: readonly string[]): AttemptRecord[] {
+  return rows.flatMap((row) => {
+    try {
+      const parsed = JSON.parse(row) as Partial<AttemptRecord> | null
+      return typeof parsed === 'object' && parsed !== null && typeof parsed.attempt === 'number' ? [parsed as AttemptRecord] : []
+    } catch {
+      return []
+    }
+  })
+}

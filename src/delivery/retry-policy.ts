@@ -1,0 +1,26 @@
+import { parseRetryAfter } from './retry-after.js'
+import type { AttemptResult } from './sender.js'
+
+export type AttemptVerdict =
+  | { kind: 'delivered' }
+  /** 410 Gone: the subscriber says this endpoint will never take it; retrying is pointless. */
+  | { kind: 'gone' }
+  | { kind: 'retry'; retryAfterMs?: number }
+
+/** Statuses whose Retry-After is honoured: the subscriber is asking us to slow down. */
+const RETRY_AFTER_STATUSES = new Set([429, 503])
+
+/**
+ * What to do after an attempt. Everything but a 2xx and a 410 is retried on the schedule: 408,
+ * 429 and 5xx obviously, other 4xx because subscribers deploy fixes, 3xx because redirects are not
+ * followed. Every failure counts towards the circuit breaker.
+ */
+export function judgeAttempt(result: AttemptResult, nowMs: number): AttemptVerdict {
+  if (result.outcome === 'success') return { kind: 'delivered' }
+  if (result.status === 410) return { kind: 'gone' }
+  if (result.status !== undefined && RETRY_AFTER_STATUSES.has(result.status)) {
+    const retryAfterMs = parseRetryAfter(result.retryAfter, nowMs)
+    if (retryAfterMs !== undefined) return { kind: 'retry', retryAfterMs }
+  }
+  return { kind: 'retry' }
+}

@@ -1,0 +1,134 @@
+import type { Job, Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { SubscriberConfig } from '../config/index.js'
+import { withoutBody, type DeliveryJobData } from './job.js'
+import type { AttemptVerdict } from './retry-policy.js'
+
+export type PauseReason = 'breaker' | 'manual'
+
+/** The share of the probe interval for which one instance's probe keeps the others from probing. */
+const PROBE_LOCK_SHARE = 0.9
+
+export interface SubscriberState {
+  paused: boolean
+  reason?: PauseReason
+  since?: string
+  consecutiveFailures: number
+}
+
+export type ProbeAttempt = (job: Job<DeliveryJobData>) => Promise<{ verdict: AttemptVerdict }>
+
+export interface SubscriberControlOptions {
+  subscriber: SubscriberConfig
+  queue: Queue<DeliveryJobData>
+  redis: Redis
+  prefix: string
+  probeIntervalMs: number
+  log: FastifyBaseLogger
+}
+
+/**
+ * Pause state and circuit breaker of one subscriber, shared by every instance through Redis.
+ * After `pauseAfterFailures` consecutive failed attempts the subscriber's queue is paused (BullMQ's
+ * global pause): deliveries wait without spending attempts. A probe then re-sends one delivery per
+ * interval; the first success resumes the queue. An operator can pause and resume by hand.
+ */
+export class SubscriberControl {
+  private readonly failuresKey: string
+  private readonly pauseKey: string
+  private readonly probeLockKey: string
+
+  constructor(private readonly options: SubscriberControlOptions) {
+    const base = `${options.prefix}:subscriber:${options.subscriber.name}`
+    this.failuresKey = `${base}:failures`
+    this.pauseKey = `${base}:pause`
+    this.probeLockKey = `${base}:probe-lock`
+  }
+
+  get name(): string {
+    return this.options.subscriber.name
+  }
+
+  async recordSuccess(): Promise<void> {
+    await this.options.redis.del(this.failuresKey)
+  }
+
+  async recordFailure(): Promise<void> {
+    const failures = await this.options.redis.incr(this.failuresKey)
+    // Exactly one attempt crosses the threshold, whichever instance made it.
+    if (failures === this.options.subscriber.pauseAfterFailures) await this.pause('breaker')
+  }
+
+  async pause(reason: PauseReason): Promise<void> {
+    const { redis, queue, log } = this.options
+    // An attempt in flight when an operator paused may still cross the threshold: the operator's
+    // pause stays, or the next probe would lift it.
+    if (reason === 'breaker' && (await queue.isPaused())) return
+    await redis.hset(this.pauseKey, { reason, since: new Date().toISOString() })
+    await queue.pause()
+    const consecutiveFailures = Number(await redis.get(this.failuresKey)) || 0
+    log.warn({ subscriber: this.name, reason, consecutiveFailures }, 'subscriber paused')
+  }
+
+  async resume(by: 'probe' | 'manual'): Promise<void> {
+    const { redis, queue, log } = this.options
+    await redis.del(this.pauseKey, this.failuresKey)
+    await queue.resume()
+    log.info({ subscriber: this.name, by }, 'subscriber resumed')
+  }
+
+  async state(): Promise<SubscriberState> {
+    const { redis, queue } = this.options
+    const [pause, failures, paused] = await Promise.all([
+      redis.hgetall(this.pauseKey),
+      redis.get(this.failuresKey),
+      queue.isPaused()
+    ])
+    return {
+      paused,
+      ...(paused ? { reason: (pause.reason as PauseReason | undefined) ?? 'manual' } : {}),
+      ...(paused && pause.since ? { since: pause.since } : {}),
+      consecutiveFailures: Number(failures) || 0
+    }
+  }
+
+  /**
+   * One probe, if the breaker holds the subscriber paused and no other instance probed within the
+   * interval. Returns whether the subscriber was resumed.
+   */
+  async probe(attempt: ProbeAttempt): Promise<boolean> {
+    const { redis, probeIntervalMs } = this.options
+    const state = await this.state()
+    if (!state.paused || state.reason !== 'breaker') return false
+    // Shorter than the interval: a lock taken a few milliseconds after one tick would otherwise still
+    // hold at the next, and the probe would run every other interval.
+    const locked = await redis.set(this.probeLockKey, '1', 'PX', Math.max(1, Math.floor(probeIntervalMs * PROBE_LOCK_SHARE)), 'NX')
+    if (locked !== 'OK') return false
+    const job = await this.oldestWaitingJob()
+    if (!job) return false
+    if (!job.data.deliveredByProbe) {
+      const { verdict } = await attempt(job)
+      if (verdict.kind !== 'delivered') {
+        await redis.incr(this.failuresKey)
+        return false
+      }
+      // The job itself is still queued: when the queue resumes, the worker completes it unsent.
+      await job.updateData({ ...withoutBody(job.data), deliveredByProbe: true })
+    }
+    // Left delayed, it would complete only when its retry fell due, hours later maybe, and until then
+    // a probe after the next outage could pick it and resume the subscriber without sending anything.
+    if (await job.isDelayed()) await job.promote()
+    await this.resume('probe')
+    return true
+  }
+
+  private async oldestWaitingJob(): Promise<Job<DeliveryJobData> | undefined> {
+    const { queue } = this.options
+    // While the queue is paused, due retries stay in the delayed set: the earliest one will do.
+    const [waiting] = await queue.getJobs(['wait'], 0, 0, true)
+    if (waiting) return waiting
+    const [delayed] = await queue.getJobs(['delayed'], 0, 0, true)
+    return delayed
+  }
+}

@@ -1,0 +1,166 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Config } from '../../config/index.js'
+import { ErrorResponse, Errors } from '../../errors.js'
+import {
+  deliveryId,
+  getDelivery,
+  listDeliveries,
+  parseDeliveryId,
+  retryDelivery,
+  retryFailedDeliveries,
+  type DeliveryView
+} from '../../delivery/deliveries.js'
+import { bearerTokenMatches } from './bearer-token.js'
+import {
+  BulkRetryBody,
+  DeliveryList,
+  DeliveryListQuery,
+  DeliveryParams,
+  DeliverySchema,
+  EventParams,
+  EventSchema,
+  Retried,
+  SubscriberList,
+  SubscriberParams,
+  SubscriberSchema
+} from './schemas.js'
+
+const Errors4xx = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+
+/** The admin API; registered only when ADMIN_TOKEN is set, so without it these routes are 404. */
+export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: string }> = async (app, { config, token }) => {
+  const { queues, controls } = app.delivery
+
+  app.addHook('onRequest', async (request) => {
+    if (!bearerTokenMatches(request.headers.authorization, token)) throw new Errors.ADMIN_UNAUTHORIZED()
+  })
+
+  function queueOf(name: string) {
+    const queue = queues.get(name)
+    if (!queue) throw new Errors.SUBSCRIBER_NOT_FOUND()
+    return queue
+  }
+
+  app.get('/events/:eventId', { schema: { params: EventParams, response: { 200: EventSchema, ...Errors4xx } } }, async (request) => {
+    const { eventId } = request.params
+    const record = await app.redis.hgetall(app.eventStore.keys.event(eventId))
+    const routed = record.subscribers !== undefined ? record.subscribers.split(',').filter(Boolean) : [...queues.keys()]
+    const deliveries: DeliveryView[] = []
+    for (const subscriber of routed) {
+      const queue = queues.get(subscriber)
+      const delivery = queue ? await getDelivery(app.redis, queue, subscriber, eventId) : undefined
+      if (delivery) deliveries.push(delivery)
+      else if (record.name) deliveries.push(notYetQueued(subscriber, eventId, record.name, record.receivedAt ?? ''))
+    }
+    // The id record expires after DEDUPE_TTL_SECONDS; a dead letter may outlive it.
+    if (!record.name && deliveries.length === 0) throw new Errors.EVENT_NOT_FOUND()
+    return {
+      id: eventId,
+      name: record.name ?? deliveries[0]!.eventName,
+      createdAt: record.createdAt ?? '',
+      receivedAt: record.receivedAt ?? '',
+      source: record.source ?? 'webhook',
+      deliveries
+    }
+  })
+
+  app.get('/deliveries', { schema: { querystring: DeliveryListQuery, response: { 200: DeliveryList, ...Errors4xx } } }, async (request) => {
+    const { state = 'failed', subscriber, limit = 50, cursor } = request.query
+    const selected = subscriber ? new Map([[subscriber, queueOf(subscriber)]]) : queues
+    const offset = cursor ? Number(cursor) : 0
+    const { items, more } = await listDeliveries(app.redis, selected, { state, limit, offset })
+    return { items, ...(more ? { nextCursor: String(offset + limit) } : {}) }
+  })
+
+  app.post('/deliveries/:deliveryId/retry', { schema: { params: DeliveryParams, response: { 202: DeliverySchema, ...Errors4xx } } }, async (request, reply) => {
+    const parsed = parseDeliveryId(request.params.deliveryId)
+    const queue = parsed && queues.get(parsed.subscriber)
+    const job = parsed && queue ? await queue.getJob(parsed.eventId) : undefined
+    if (!parsed || !queue || !job) throw new Errors.DELIVERY_NOT_FOUND()
+    if ((await job.getState()) !== 'failed') throw new Errors.DELIVERY_NOT_FAILED()
+    await retryDelivery(job)
+    request.log.info({ delivery: request.params.deliveryId }, 'admin: delivery re-queued')
+    return reply.code(202).send((await getDelivery(app.redis, queue, parsed.subscriber, parsed.eventId))!)
+  })
+
+  const bulkRetry = {
+    schema: { body: BulkRetryBody, response: { 202: Retried, ...Errors4xx } },
+    // The body is optional, and Fastify validates an absent one too, as null.
+    preValidation: async (request: { body: unknown }) => {
+      request.body ??= {}
+    }
+  }
+  app.post('/deliveries/retry', bulkRetry, async (request, reply) => {
+    const { subscriber, since, until } = request.body
+    const selected = subscriber ? [[subscriber, queueOf(subscriber)] as const] : [...queues]
+    const sinceMs = since ? Date.parse(since) : 0
+    // Capped at now: what fails again after being retried here must not be retried again.
+    const untilMs = Math.min(until ? Date.parse(until) : Infinity, Date.now())
+    let retried = 0
+    for (const [, queue] of selected) retried += await retryFailedDeliveries(queue, app.redis, sinceMs, untilMs)
+    request.log.info({ subscriber, since, until, retried }, 'admin: failed deliveries re-queued')
+    return reply.code(202).send({ retried })
+  })
+
+  app.get('/subscribers', { schema: { response: { 200: SubscriberList, ...Errors4xx } } }, async () => ({
+    subscribers: await Promise.all(config.subscribers.map((subscriber) => describeSubscriber(subscriber.name)))
+  }))
+
+  for (const action of ['pause', 'resume'] as const) {
+    app.post(`/subscribers/:name/${action}`, { schema: { params: SubscriberParams, response: { 200: SubscriberSchema, ...Errors4xx } } }, async (request) => {
+      const control = controls.get(request.params.name)
+      if (!control) throw new Errors.SUBSCRIBER_NOT_FOUND()
+      if (action === 'pause') await control.pause('manual')
+      else await control.resume('manual')
+      return describeSubscriber(request.params.name)
+    })
+  }
+
+  async function describeSubscriber(name: string) {
+    const subscriber = config.subscribers.find((candidate) => candidate.name === name)!
+    const [state, counts] = await Promise.all([
+      controls.get(name)!.state(),
+      queueOf(name).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'completed', 'failed')
+    ])
+    return {
+      name,
+      url: withoutCredentials(subscriber.url),
+      patterns: subscriber.patterns,
+      state: state.paused ? ('paused' as const) : ('active' as const),
+      ...(state.reason ? { pauseReason: state.reason } : {}),
+      ...(state.since ? { pausedSince: state.since } : {}),
+      consecutiveFailures: state.consecutiveFailures,
+      counts: {
+        pending: (counts.wait ?? 0) + (counts.prioritized ?? 0),
+        delayed: counts.delayed ?? 0,
+        active: counts.active ?? 0,
+        completed: counts.completed ?? 0,
+        failed: counts.failed ?? 0
+      }
+    }
+  }
+}
+
+/** A routed delivery whose job fan-out has not created yet, or whose history has expired. */
+function notYetQueued(subscriber: string, eventId: string, eventName: string, receivedAt: string): DeliveryView {
+  return {
+    id: deliveryId(subscriber, eventId),
+    subscriber,
+    eventId,
+    eventName,
+    state: 'unknown',
+    attemptsMade: 0,
+    maxAttempts: 0,
+    queuedAt: receivedAt,
+    attempts: []
+  }
+}
+
+/** Subscriber URLs may carry credentials in the user info or in the query (`?token=`): only names stay. */
+function withoutCredentials(url: string): string {
+  const parsed = new URL(url)
+  parsed.username = ''
+  parsed.password = ''
+  for (const name of new Set(parsed.searchParams.keys())) parsed.searchParams.set(name, 'redacted')
+  return parsed.toString()
+}

@@ -1,0 +1,91 @@
+import Type from 'typebox'
+import { DELIVERY_STATES } from '../../delivery/deliveries.js'
+
+const IsoTime = Type.String({ format: 'date-time' })
+
+export const AttemptSchema = Type.Object({
+  attempt: Type.Integer(),
+  at: Type.String(),
+  durationMs: Type.Number(),
+  outcome: Type.String(),
+  status: Type.Optional(Type.Integer()),
+  errorClass: Type.Optional(Type.String()),
+  response: Type.Optional(Type.String()),
+  probe: Type.Optional(Type.Boolean())
+})
+
+export const DeliverySchema = Type.Object({
+  id: Type.String(),
+  subscriber: Type.String(),
+  eventId: Type.String(),
+  eventName: Type.String(),
+  state: Type.Enum([...DELIVERY_STATES, 'unknown']),
+  attemptsMade: Type.Integer(),
+  maxAttempts: Type.Integer(),
+  queuedAt: Type.String(),
+  finishedAt: Type.Optional(Type.String()),
+  nextAttemptAt: Type.Optional(Type.String()),
+  failedReason: Type.Optional(Type.String()),
+  deadLetterReason: Type.Optional(Type.Enum(['gone', 'exhausted'])),
+  attempts: Type.Array(AttemptSchema)
+})
+
+export const EventSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  createdAt: Type.String(),
+  receivedAt: Type.String(),
+  source: Type.String(),
+  /** One per subscriber the event was routed to; `unknown` until fan-out has queued it or once its history expired. */
+  deliveries: Type.Array(DeliverySchema)
+})
+
+export const EventParams = Type.Object({ eventId: Type.String({ pattern: '^evt_[A-Za-z0-9_-]{1,128}$' }) })
+export const DeliveryParams = Type.Object({ deliveryId: Type.String({ minLength: 3, maxLength: 300 }) })
+export const SubscriberParams = Type.Object({ name: Type.String({ pattern: '^[A-Z0-9_]+$' }) })
+
+export const DeliveryListQuery = Type.Object({
+  /** Default `failed`. */
+  state: Type.Optional(Type.Enum([...DELIVERY_STATES])),
+  subscriber: Type.Optional(Type.String({ pattern: '^[A-Z0-9_]+$' })),
+  /** Default 50. */
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
+  /** An offset; bounded, as every queue is read up to it. */
+  cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' }))
+})
+
+export const DeliveryList = Type.Object({
+  items: Type.Array(DeliverySchema),
+  /** Pass as `cursor` for the next page; absent on the last page. */
+  nextCursor: Type.Optional(Type.String())
+})
+
+export const BulkRetryBody = Type.Object(
+  {
+    subscriber: Type.Optional(Type.String({ pattern: '^[A-Z0-9_]+$' })),
+    since: Type.Optional(IsoTime),
+    until: Type.Optional(IsoTime)
+  },
+  { additionalProperties: false }
+)
+
+export const Retried = Type.Object({ retried: Type.Integer() })
+
+export const SubscriberSchema = Type.Object({
+  name: Type.String(),
+  url: Type.String(),
+  patterns: Type.Array(Type.String()),
+  state: Type.Enum(['active', 'paused']),
+  pauseReason: Type.Optional(Type.Enum(['breaker', 'manual'])),
+  pausedSince: Type.Optional(Type.String()),
+  consecutiveFailures: Type.Integer(),
+  counts: Type.Object({
+    pending: Type.Integer(),
+    delayed: Type.Integer(),
+    active: Type.Integer(),
+    completed: Type.Integer(),
+    failed: Type.Integer()
+  })
+})
+
+export const SubscriberList = Type.Object({ subscribers: Type.Array(SubscriberSchema) })

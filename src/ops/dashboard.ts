@@ -1,0 +1,89 @@
+import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { Queue } from 'bullmq'
+import { createBullBoard } from '@bull-board/api'
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
+import { FastifyAdapter } from '@bull-board/fastify'
+import { errorBody, Errors } from '../errors.js'
+import { withoutBody } from '../delivery/job.js'
+import { bearerTokenMatches } from './admin/bearer-token.js'
+
+export const DASHBOARD_PATH = '/admin/queues'
+
+/**
+ * The credentials a browser can send: HTTP Basic with the admin token as the password (any user
+ * name), or the same Bearer token the admin API takes, for scripts.
+ */
+export function dashboardAuthorized(header: string | undefined, token: string): boolean {
+  const basic = /^Basic\s+(\S+)$/i.exec(header ?? '')
+  if (!basic) return bearerTokenMatches(header, token)
+  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8')
+  const password = decoded.slice(decoded.indexOf(':') + 1)
+  return bearerTokenMatches(`Bearer ${password}`, token)
+}
+
+/**
+ * bull-board actions that would make a delivery without its body: the board only ever sees job
+ * data without it, and a completed delivery has none left. A job added or edited from the board,
+ * or a completed one retried, could never be sent.
+ */
+const NOT_SERVED = new Set([
+  `POST ${DASHBOARD_PATH}/api/queues/:queueName/add`,
+  `PATCH ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/update-data`
+])
+const RETRY_ALL = `PUT ${DASHBOARD_PATH}/api/queues/:queueName/retry/:queueStatus`
+// The board offers it on a completed delivery that once failed, whatever allowCompletedRetries says.
+const RETRY_ONE = `PUT ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/retry`
+
+interface BoardParams {
+  queueName?: string
+  jobId?: string
+  queueStatus?: string
+}
+
+/** By matched route rather than URL text, which an encoded or oddly written path could slip past. */
+async function refusedAction(request: FastifyRequest, queues: ReadonlyMap<string, Queue>): Promise<FastifyError | undefined> {
+  const route = `${request.method} ${request.routeOptions.url}`
+  const params = request.params as BoardParams
+  if (NOT_SERVED.has(route)) return new Errors.NOT_FOUND()
+  if (route === RETRY_ALL && params.queueStatus !== 'failed') return new Errors.DELIVERY_NOT_FAILED()
+  if (route === RETRY_ONE) {
+    const state = await queues.get(params.queueName ?? '')?.getJobState(params.jobId ?? '')
+    if (state === 'completed') return new Errors.DELIVERY_NOT_FAILED()
+  }
+  return undefined
+}
+
+/** allowCompletedRetries is missing from BullMQAdapter's option type, but its base class reads it. */
+const ADAPTER_OPTIONS = { allowRetries: true, allowCompletedRetries: false, description: 'Deliveries to one subscriber' }
+
+/**
+ * bull-board at /admin/queues, one queue per subscriber: counts, each delivery's attempt history
+ * (its job log), retry and pause. Persona bodies never reach the page.
+ */
+export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app, { token }) => {
+  const queuesByName = new Map<string, Queue>([...app.delivery.queues.values()].map((queue) => [queue.name, queue]))
+  // Answers are sent, not thrown: bull-board's own error handler would turn them into its internal-error shape.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!dashboardAuthorized(request.headers.authorization, token)) {
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Basic realm="persona-relay", charset="UTF-8"')
+        .send(errorBody(new Errors.ADMIN_UNAUTHORIZED()))
+    }
+    const refused = await refusedAction(request, queuesByName)
+    if (refused) return reply.code(refused.statusCode!).send(errorBody(refused))
+  })
+
+  const serverAdapter = new FastifyAdapter()
+  serverAdapter.setBasePath(DASHBOARD_PATH)
+  createBullBoard({
+    queues: [...app.delivery.queues.values()].map((queue) => {
+      const adapter = new BullMQAdapter(queue, ADAPTER_OPTIONS)
+      adapter.setFormatter('data', (data: Parameters<typeof withoutBody>[0]) => withoutBody(data))
+      return adapter
+    }),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'persona-relay' } }
+  })
+  await app.register(serverAdapter.registerPlugin())
+}

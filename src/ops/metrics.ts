@@ -1,0 +1,150 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Queue } from 'bullmq'
+import type { DeliveryJobData } from '../delivery/job.js'
+import type { IntakeOutcome } from '../intake/outcome.js'
+
+export type AttemptMetricOutcome = 'success' | 'http_error' | 'timeout' | 'network_error' | 'gone'
+
+const QUEUE_STATES = ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const
+
+/**
+ * The relay's Prometheus metrics, in a registry of its own so that several apps in one process
+ * (tests) do not collide. Queue gauges are read from Redis when scraped: counts are O(1) per state
+ * and the oldest waiting job is one lookup, whatever the backlog.
+ */
+export class RelayMetrics {
+  readonly registry = new Registry()
+  private readonly intakeTotal = new Counter({
+    name: 'persona_relay_intake_total',
+    help: 'Webhook requests by outcome',
+    labelNames: ['outcome'],
+    registers: [this.registry]
+  })
+  private readonly intakeDuration = new Histogram({
+    name: 'persona_relay_intake_duration_seconds',
+    help: 'Time to answer a webhook request',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry]
+  })
+  private readonly attemptsTotal = new Counter({
+    name: 'persona_relay_delivery_attempts_total',
+    help: 'Delivery attempts by subscriber and outcome',
+    labelNames: ['subscriber', 'outcome'],
+    registers: [this.registry]
+  })
+  private readonly attemptDuration = new Histogram({
+    name: 'persona_relay_delivery_duration_seconds',
+    help: 'Duration of one delivery attempt',
+    labelNames: ['subscriber'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry]
+  })
+  private readonly endToEnd = new Histogram({
+    name: 'persona_relay_end_to_end_seconds',
+    help: 'From intake accepted to the subscriber answering 2xx',
+    labelNames: ['subscriber'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 86400],
+    registers: [this.registry]
+  })
+
+  /**
+   * `queues` are read on scrape; while `redisReady` is false the queue gauges are left empty, as the
+   * queues' connection would wait for Redis and hang the scrape.
+   */
+  constructor(queues: () => ReadonlyMap<string, Queue<DeliveryJobData>>, redisReady: () => boolean) {
+    collectDefaultMetrics({ register: this.registry })
+    const readable = () => (redisReady() ? queues() : new Map<string, Queue<DeliveryJobData>>())
+    new Gauge({
+      name: 'persona_relay_queue_jobs',
+      help: 'Deliveries per subscriber and queue state',
+      labelNames: ['subscriber', 'state'],
+      registers: [this.registry],
+      async collect() {
+        this.reset()
+        for (const [subscriber, queue] of readable()) {
+          const counts = await queue.getJobCounts(...QUEUE_STATES)
+          for (const state of QUEUE_STATES) this.set({ subscriber, state }, counts[state] ?? 0)
+        }
+      }
+    })
+    new Gauge({
+      name: 'persona_relay_oldest_waiting_seconds',
+      help: 'Age of the oldest delivery waiting to be sent, per subscriber (0 when none waits)',
+      labelNames: ['subscriber'],
+      registers: [this.registry],
+      async collect() {
+        this.reset()
+        for (const [subscriber, queue] of readable()) {
+          const [oldest] = await queue.getJobs(['wait'], 0, 0, true)
+          this.set({ subscriber }, oldest ? Math.max(Date.now() - oldest.timestamp, 0) / 1000 : 0)
+        }
+      }
+    })
+    new Gauge({
+      name: 'persona_relay_subscriber_paused',
+      help: '1 while a subscriber is paused (circuit breaker or operator)',
+      labelNames: ['subscriber'],
+      registers: [this.registry],
+      async collect() {
+        this.reset()
+        for (const [subscriber, queue] of readable()) this.set({ subscriber }, (await queue.isPaused()) ? 1 : 0)
+      }
+    })
+  }
+
+  intake(outcome: IntakeOutcome, seconds: number): void {
+    this.intakeTotal.inc({ outcome })
+    this.intakeDuration.observe(seconds)
+  }
+
+  attempt(subscriber: string, outcome: AttemptMetricOutcome, seconds: number): void {
+    this.attemptsTotal.inc({ subscriber, outcome })
+    this.attemptDuration.observe({ subscriber }, seconds)
+  }
+
+  delivered(subscriber: string, receivedAt: string): void {
+    const received = Date.parse(receivedAt)
+    if (!Number.isNaN(received)) this.endToEnd.observe({ subscriber }, Math.max(Date.now() - received, 0) / 1000)
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: RelayMetrics
+  }
+}
+
+/**
+ * `metrics` for the other plugins, and `GET /metrics` in Prometheus text format: on the main port,
+ * or, when METRICS_PORT is set, only on a listener of its own (kept off a public load balancer).
+ */
+export const metricsPlugin = fp<{ metricsPort: number | undefined; host: string }>(
+  async (app, { metricsPort, host }) => {
+    const metrics = new RelayMetrics(
+      () => (app.hasDecorator('delivery') ? app.delivery.queues : new Map()),
+      () => app.redis.status === 'ready'
+    )
+    app.decorate('metrics', metrics)
+    const serve = async (server: FastifyInstance) => {
+      server.get('/metrics', { config: { requestLog: false } }, async (_request, reply) => {
+        return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
+      })
+    }
+    if (metricsPort === undefined) {
+      await serve(app)
+      return
+    }
+    const server = Fastify({ logger: false })
+    await serve(server)
+    // onReady, not onListen: listen() waits for it, so the metrics port is open once the app is.
+    app.addHook('onReady', async () => {
+      await server.listen({ port: metricsPort, host })
+    })
+    app.addHook('onClose', async () => {
+      await server.close()
+    })
+  },
+  { name: 'metrics', dependencies: ['redis'] }
+)

@@ -1,0 +1,267 @@
+import t from 'tap'
+import type { App } from '../../src/app.js'
+import { parseAttemptLog, type AttemptRecord } from '../../src/delivery/attempts.js'
+import { personaEvent, startRelay, uniqueEventId, type LogCapture } from '../helpers/app.js'
+import { postEvent, waitForJob } from '../helpers/delivery.js'
+import { startSubscriber, type ReceivedRequest } from '../helpers/subscriber.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const PROBE_INTERVAL_MS = 300
+
+async function pausedSubscribers(app: App): Promise<string[]> {
+  const response = await app.inject({ method: 'GET', url: '/readyz' })
+  return (response.json() as { pausedSubscribers: string[] }).pausedSubscribers
+}
+
+async function history(app: App, subscriber: string, eventId: string): Promise<AttemptRecord[]> {
+  return parseAttemptLog((await app.delivery.queues.get(subscriber)!.getJobLogs(eventId)).logs)
+}
+
+function logLines(logs: LogCapture, msg: string) {
+  return logs.lines.filter((line) => line.msg === msg)
+}
+
+function idOf(request: ReceivedRequest): string {
+  return String(request.headers['webhook-id'])
+}
+
+t.test('after 3 failed attempts the subscriber pauses; a probe per interval resumes it on the first success', async (t) => {
+  // Three worker attempts trip the breaker, then four probes fail and the fifth succeeds.
+  const FAILURES = 7
+  const flaky = await startSubscriber((_request, n) => (n <= FAILURES ? { status: 500, body: 'down' } : { status: 200 }))
+  const healthy = await startSubscriber()
+  t.teardown(() => Promise.all([flaky.close(), healthy.close()]))
+  const { app, logs } = await startRelay(t, {
+    SUBSCRIBER_FLAKY_URL: flaky.url,
+    SUBSCRIBER_FLAKY_EVENTS: '*',
+    SUBSCRIBER_FLAKY_PAUSE_AFTER_FAILURES: '3',
+    SUBSCRIBER_FLAKY_MAX_ATTEMPTS: '20',
+    SUBSCRIBER_HEALTHY_URL: healthy.url,
+    SUBSCRIBER_HEALTHY_EVENTS: '*',
+    SUBSCRIBER_HEALTHY_PAUSE_AFTER_FAILURES: '3',
+    BREAKER_PROBE_INTERVAL_SECONDS: String(PROBE_INTERVAL_MS / 1000)
+  })
+  const queue = app.delivery.queues.get('FLAKY')!
+  const control = app.delivery.controls.get('FLAKY')!
+  const first = uniqueEventId()
+  await postEvent(app, personaEvent(first))
+
+  await waitUntil('the breaker to pause FLAKY and say so', async () => (await queue.isPaused()) && logLines(logs, 'subscriber paused').length > 0)
+  const workerAttempts = flaky.received.slice(0, 3)
+  t.same(workerAttempts.map(idOf), [first, first, first])
+  t.same(workerAttempts.map((request) => request.headers['persona-relay-attempt']), ['1', '2', '3'])
+  t.equal(logLines(logs, 'subscriber paused').length, 1)
+  t.match(logLines(logs, 'subscriber paused'), [{ subscriber: 'FLAKY', reason: 'breaker', consecutiveFailures: 3 }])
+  t.same(await pausedSubscribers(app), ['FLAKY'])
+  t.match(await control.state(), { paused: true, reason: 'breaker' })
+
+  const waiting = [uniqueEventId(), uniqueEventId()]
+  for (const id of waiting) await postEvent(app, personaEvent(id))
+  await healthy.waitFor(3)
+  t.same(healthy.received.map(idOf).sort(), [first, ...waiting].sort(), 'the healthy subscriber gets every event while FLAKY is paused')
+  for (const id of waiting) {
+    const job = await waitUntil(`job ${id} to reach FLAKY's queue`, () => queue.getJob(id))
+    t.equal(job.attemptsMade, 0, `${id} spends no attempt while paused`)
+    t.equal(await queue.getJobState(id), 'waiting')
+  }
+  t.equal((await queue.getJob(first))!.attemptsMade, 3, 'the delivery that tripped the breaker spends no more attempts')
+  t.ok(flaky.received.length <= FAILURES, 'still paused: no success yet')
+  t.same(await pausedSubscribers(app), ['FLAKY'])
+
+  await waitUntil('a probe to resume FLAKY and say so', async () => !(await queue.isPaused()) && logLines(logs, 'subscriber resumed').length > 0)
+  t.equal(logLines(logs, 'subscriber resumed').length, 1)
+  t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'FLAKY', by: 'probe' }])
+  const jobs = await Promise.all([first, ...waiting].map((id) => waitForJob(app, 'FLAKY', id, 'completed')))
+  t.same(await pausedSubscribers(app), [])
+  t.match(await control.state(), { paused: false, consecutiveFailures: 0 })
+  for (const job of jobs) t.equal(job.attemptsMade, job.id === first ? 4 : 1, `${job.id} spent only the attempt that delivered it`)
+
+  const histories = new Map(await Promise.all(jobs.map(async (job) => [job.id!, await history(app, 'FLAKY', job.id!)] as const)))
+  const probes = [...histories.values()].flat().filter((record) => record.probe).sort((a, b) => a.at.localeCompare(b.at))
+  t.same(probes.map((record) => record.outcome), ['http_error', 'http_error', 'http_error', 'http_error', 'success'], 'four failed probes, then success')
+  for (const [index, gap] of probes.slice(1).map((record, index) => Date.parse(record.at) - Date.parse(probes[index]!.at)).entries()) {
+    t.ok(gap >= PROBE_INTERVAL_MS - 100 && gap <= PROBE_INTERVAL_MS + 150, `probe ${index + 2} came ${gap} ms after the one before`)
+  }
+
+  const [probed] = [...histories].find(([, records]) => records.some((record) => record.probe && record.outcome === 'success'))!
+  const probedJob = jobs.find((job) => job.id === probed)!
+  t.same(probedJob.returnvalue, { deliveredByProbe: true }, 'the worker completed the probed delivery without sending it')
+  t.notOk('body' in probedJob.data)
+  const successes = flaky.received.slice(FAILURES)
+  t.same(successes.map(idOf).sort(), [first, ...waiting].sort(), 'after the outage every event arrives exactly once')
+  t.equal(idOf(successes[0]!), probed, 'the first success is the probe')
+  t.equal(flaky.received.filter((request) => idOf(request) === probed).at(-1), successes[0], 'nothing sent the probed event after the probe')
+
+  t.same(healthy.received.map(idOf).sort(), [first, ...waiting].sort(), 'the healthy subscriber got each event once')
+  t.notOk(await app.delivery.queues.get('HEALTHY')!.isPaused())
+  t.notOk(logs.lines.some((line) => line.subscriber === 'HEALTHY' && (line.msg === 'subscriber paused' || line.probe)))
+})
+
+t.test('a delivery probed while it waits for a long retry is completed at once, not when the retry falls due', async (t) => {
+  const subscriber = await startSubscriber((_request, n) => ({ status: n <= 3 ? 500 : 200 }))
+  t.teardown(() => subscriber.close())
+  const { app, logs } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_CRM_RETRY_SCHEDULE: '0.05,0.05,60',
+    SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '3',
+    BREAKER_PROBE_INTERVAL_SECONDS: String(PROBE_INTERVAL_MS / 1000)
+  })
+  const id = uniqueEventId()
+  await postEvent(app, personaEvent(id))
+
+  // The first probe may come at once after the pause: only the log sees both for sure.
+  await waitUntil('the breaker to pause and a probe to resume CRM', () => logLines(logs, 'subscriber resumed').length > 0)
+  t.match(logLines(logs, 'subscriber paused'), [{ subscriber: 'CRM', reason: 'breaker' }])
+  const job = await waitForJob(app, 'CRM', id, 'completed')
+  t.same(job.returnvalue, { deliveredByProbe: true })
+  t.equal(subscriber.received.length, 4, 'three failures and the probe')
+  const records = await history(app, 'CRM', id)
+  t.same(records.map(({ attempt, outcome, probe }) => ({ attempt, outcome, probe })), [
+    { attempt: 1, outcome: 'http_error', probe: undefined },
+    { attempt: 2, outcome: 'http_error', probe: undefined },
+    { attempt: 3, outcome: 'http_error', probe: undefined },
+    { attempt: 4, outcome: 'success', probe: true }
+  ])
+  const [third, probe] = [Date.parse(records[2]!.at), Date.parse(records[3]!.at)]
+  t.ok(probe - third < 48_000, 'probed before the one-minute retry fell due')
+  t.ok(job.finishedOn! - probe < 2000, `completed ${job.finishedOn! - probe} ms after the probe`)
+})
+
+t.test('a subscriber paused with nothing left to deliver stays paused until the next event gives the probe something to send', async (t) => {
+  const subscriber = await startSubscriber((_request, n) => ({ status: n <= 3 ? 500 : 200 }))
+  t.teardown(() => subscriber.close())
+  const { app, logs } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_CRM_MAX_ATTEMPTS: '3',
+    SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '3',
+    BREAKER_PROBE_INTERVAL_SECONDS: '0.1'
+  })
+  const queue = app.delivery.queues.get('CRM')!
+  const [dead, next] = [uniqueEventId(), uniqueEventId()]
+  await postEvent(app, personaEvent(dead))
+  await waitForJob(app, 'CRM', dead, 'failed')
+  await waitUntil('the breaker to pause CRM', () => logLines(logs, 'subscriber paused').length > 0)
+  // Proving that the probes find nothing to send takes a wait: three probe intervals.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.ok(await queue.isPaused())
+  t.equal(subscriber.received.length, 3, 'the dead letter is not probed')
+
+  await postEvent(app, personaEvent(next))
+  const job = await waitForJob(app, 'CRM', next, 'completed')
+  t.same(job.returnvalue, { deliveredByProbe: true })
+  t.same(subscriber.received.map(idOf), [dead, dead, dead, next])
+  t.equal(await queue.getJobState(dead), 'failed')
+})
+
+t.test('a probe that finds a delivery an earlier probe already made resumes without sending it again', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { app, config, logs } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    BREAKER_PROBE_INTERVAL_SECONDS: '0.1'
+  })
+  const queue = app.delivery.queues.get('CRM')!
+  await queue.pause()
+  const id = uniqueEventId()
+  await postEvent(app, personaEvent(id))
+  const waiting = await waitUntil('the delivery to wait', () => queue.getJob(id))
+  // As an instance leaves it that stopped between marking the delivery and resuming the queue.
+  const { body: _sent, ...metadata } = waiting.data
+  await waiting.updateData({ ...metadata, deliveredByProbe: true })
+  await app.redis.hset(`${config.redis.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
+
+  await waitForJob(app, 'CRM', id, 'completed')
+  t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'CRM', by: 'probe' }])
+  t.equal(subscriber.received.length, 0, 'sent once already, never again')
+  t.same(await history(app, 'CRM', id), [])
+})
+
+t.test('a queue paused outside the relay counts as a manual pause', async (t) => {
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: 'http://127.0.0.1:9/hook', SUBSCRIBER_CRM_EVENTS: '*' })
+  await app.delivery.queues.get('CRM')!.pause()
+  t.same(await app.delivery.controls.get('CRM')!.state(), { paused: true, reason: 'manual', consecutiveFailures: 0 })
+  t.same(await pausedSubscribers(app), ['CRM'])
+})
+
+t.test('a success resets the failure count: fail, fail, succeed, fail, fail does not pause at threshold 3', async (t) => {
+  const failing = new Set([1, 2, 4, 5])
+  const subscriber = await startSubscriber((_request, n) => ({ status: failing.has(n) ? 503 : 200 }))
+  t.teardown(() => subscriber.close())
+  const { app, logs } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '3',
+    SUBSCRIBER_CRM_MAX_ATTEMPTS: '5'
+  })
+  const control = app.delivery.controls.get('CRM')!
+  const [one, two] = [uniqueEventId(), uniqueEventId()]
+
+  await postEvent(app, personaEvent(one))
+  await waitForJob(app, 'CRM', one, 'completed')
+  t.equal((await control.state()).consecutiveFailures, 0, 'the success cleared two failures')
+  await postEvent(app, personaEvent(two))
+  // A pause here would hold the last attempt back for the default 30 s probe interval.
+  const job = await waitForJob(app, 'CRM', two, 'completed')
+  t.equal(job.attemptsMade, 3)
+  t.equal(subscriber.received.length, 6)
+  t.notOk(await app.delivery.queues.get('CRM')!.isPaused())
+  t.same(logLines(logs, 'subscriber paused'), [])
+  t.match(await control.state(), { paused: false, consecutiveFailures: 0 })
+})
+
+t.test('a manual pause holds deliveries back and is lifted only by a manual resume, never by a probe', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { app, logs } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    BREAKER_PROBE_INTERVAL_SECONDS: '0.05'
+  })
+  const queue = app.delivery.queues.get('CRM')!
+  const control = app.delivery.controls.get('CRM')!
+  await control.pause('manual')
+  t.match(await control.state(), { paused: true, reason: 'manual', consecutiveFailures: 0 })
+  t.ok(Date.parse((await control.state()).since!) <= Date.now())
+  t.same(await pausedSubscribers(app), ['CRM'])
+  t.equal(logLines(logs, 'subscriber paused').length, 1)
+  t.match(logLines(logs, 'subscriber paused'), [{ subscriber: 'CRM', reason: 'manual' }])
+
+  const id = uniqueEventId()
+  await postEvent(app, personaEvent(id))
+  await waitUntil('the delivery to wait in the paused queue', () => queue.getJob(id))
+  t.equal(await control.probe(async () => t.fail('a manual pause is never probed') as never), false)
+  t.equal(subscriber.received.length, 0)
+  t.equal(await queue.getJobState(id), 'waiting')
+
+  await control.resume('manual')
+  t.equal(logLines(logs, 'subscriber resumed').length, 1)
+  t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'CRM', by: 'manual' }])
+  await waitForJob(app, 'CRM', id, 'completed')
+  t.equal(subscriber.received.length, 1)
+  t.same(await control.state(), { paused: false, consecutiveFailures: 0 })
+})
+
+t.test('a failure still in flight when an operator pauses does not turn the manual pause into one a probe lifts', async (t) => {
+  const subscriber = await startSubscriber(() => ({ status: 500, delayMs: 300 }))
+  t.teardown(() => subscriber.close())
+  const { app, logs } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '1',
+    BREAKER_PROBE_INTERVAL_SECONDS: '0.05'
+  })
+  const control = app.delivery.controls.get('CRM')!
+  const id = uniqueEventId()
+  await postEvent(app, personaEvent(id))
+  await subscriber.waitFor(1)
+  await control.pause('manual')
+
+  await waitUntil('the attempt in flight to fail', async () => (await control.state()).consecutiveFailures === 1)
+  t.match(await control.state(), { paused: true, reason: 'manual' })
+  t.same(logLines(logs, 'subscriber paused').map((line) => line.reason), ['manual'])
+  t.equal(await control.probe(async () => t.fail('a manual pause is never probed') as never), false)
+  t.equal(subscriber.received.length, 1)
+})

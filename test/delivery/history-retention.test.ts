@@ -1,0 +1,192 @@
+import { Queue, Worker } from 'bullmq'
+import t, { type Test } from 'tap'
+import type { App } from '../../src/app.js'
+import { parseAttemptLog } from '../../src/delivery/attempts.js'
+import type { DeliveryJobData } from '../../src/delivery/job.js'
+import { sweepRetention } from '../../src/delivery/maintenance.js'
+import { RESPONSE_EXCERPT_BYTES } from '../../src/delivery/sender.js'
+import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
+import { postEvent, unusualBody, waitForJob } from '../helpers/delivery.js'
+import { freePort } from '../helpers/redis.js'
+import { startSubscriber } from '../helpers/subscriber.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+async function history(app: App, subscriber: string, eventId: string) {
+  return parseAttemptLog((await app.delivery.queues.get(subscriber)!.getJobLogs(eventId)).logs)
+}
+
+/** The Redis keys of a delivery that hold its data and its attempt history. */
+async function storedKeys(app: App, subscriber: string, eventId: string): Promise<number> {
+  const job = `${app.delivery.queues.get(subscriber)!.qualifiedName}:${eventId}`
+  return app.redis.exists(job, `${job}:logs`)
+}
+
+/** Waits for the delivery to vanish from Redis and returns how long after it finished that was. */
+async function removedAfterMs(app: App, subscriber: string, eventId: string): Promise<number> {
+  const { finishedOn } = (await app.delivery.queues.get(subscriber)!.getJob(eventId))!
+  await waitUntil(`${subscriber}'s delivery of ${eventId} to be removed`, async () => (await storedKeys(app, subscriber, eventId)) === 0, 5000, 10)
+  return Date.now() - finishedOn!
+}
+
+const isoTime = (value: string) => new Date(value).toISOString() === value
+
+t.test('the history records a 500 with the first KiB of its body, then a timeout, then the success', async (t) => {
+  const errorPage = Array.from({ length: 5 * 1024 }, (_, index) => String.fromCharCode(65 + (index % 26))).join('')
+  const subscriber = await startSubscriber((_request, n) =>
+    n === 1 ? { status: 500, body: errorPage } : n === 2 ? { status: 200, delayMs: 1500 } : { status: 200, body: 'thanks' })
+  t.teardown(() => subscriber.close())
+  const { app } = await startRelay(t, {
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_CRM_TIMEOUT_MS: '300',
+    SUBSCRIBER_CRM_MAX_ATTEMPTS: '5'
+  })
+  const id = uniqueEventId()
+  const posted = Date.now()
+  await postEvent(app, personaEvent(id))
+
+  const job = await waitForJob(app, 'CRM', id, 'completed')
+  const records = await history(app, 'CRM', id)
+  t.same(records.map(({ at: _at, durationMs: _duration, ...rest }) => rest), [
+    { attempt: 1, outcome: 'http_error', status: 500, response: errorPage.slice(0, RESPONSE_EXCERPT_BYTES) },
+    { attempt: 2, outcome: 'timeout', errorClass: 'timeout' },
+    { attempt: 3, outcome: 'success', status: 200, response: 'thanks' }
+  ])
+  t.equal(RESPONSE_EXCERPT_BYTES, 1024)
+  const [first, second, third] = records
+  t.ok(records.every((record) => isoTime(record.at)), 'every attempt has an ISO time')
+  t.ok(Date.parse(first!.at) >= posted && Date.parse(third!.at) <= job.finishedOn!, 'the times fall between intake and completion')
+  t.ok(Date.parse(first!.at) + first!.durationMs <= Date.parse(second!.at), 'the second attempt started after the first ended')
+  t.ok(Date.parse(second!.at) + second!.durationMs <= Date.parse(third!.at) + 1, 'the third attempt started after the timeout')
+  t.ok(first!.durationMs >= 0 && first!.durationMs < 300, `the 500 took ${first!.durationMs} ms`)
+  t.ok(second!.durationMs >= 295 && second!.durationMs < 1000, `the timeout took ${second!.durationMs} ms, the 300 ms limit`)
+  t.ok(third!.durationMs >= 0 && third!.durationMs < 300, `the success took ${third!.durationMs} ms`)
+  t.notOk(records.some((record) => 'probe' in record), 'no probe attempts')
+  t.notOk('body' in job.data, 'the delivered body is gone but the history stays')
+})
+
+t.test('a refused connection is recorded as connection_refused, without status or response', async (t) => {
+  const port = await freePort()
+  const { app } = await startRelay(t, {
+    SUBSCRIBER_GONE_URL: `http://127.0.0.1:${port}/hook`,
+    SUBSCRIBER_GONE_EVENTS: '*',
+    SUBSCRIBER_GONE_MAX_ATTEMPTS: '1'
+  })
+  const id = uniqueEventId()
+  await postEvent(app, personaEvent(id))
+
+  const job = await waitForJob(app, 'GONE', id, 'failed')
+  t.equal(job.failedReason, 'delivery failed: connection_refused')
+  const records = await history(app, 'GONE', id)
+  t.same(records.map(({ at: _at, durationMs: _duration, ...rest }) => rest), [
+    { attempt: 1, outcome: 'network_error', errorClass: 'connection_refused' }
+  ])
+  t.ok(isoTime(records[0]!.at) && records[0]!.durationMs >= 0)
+})
+
+t.test('a delivery that exhausts its attempts is dead-lettered with its body and its whole history', async (t) => {
+  const subscriber = await startSubscriber(() => ({ status: 503, body: 'busy' }))
+  t.teardown(() => subscriber.close())
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*', SUBSCRIBER_CRM_MAX_ATTEMPTS: '3' })
+  const id = uniqueEventId()
+  const body = unusualBody(id)
+  await postEvent(app, body)
+
+  const job = await waitForJob(app, 'CRM', id, 'failed')
+  t.equal(job.attemptsMade, 3)
+  t.equal(job.data.body, body, 'the exact body, ready for a replay')
+  t.match(job.failedReason, /HTTP 503/)
+  t.same((await history(app, 'CRM', id)).map(({ attempt, outcome, status, response }) => ({ attempt, outcome, status, response })), [
+    { attempt: 1, outcome: 'http_error', status: 503, response: 'busy' },
+    { attempt: 2, outcome: 'http_error', status: 503, response: 'busy' },
+    { attempt: 3, outcome: 'http_error', status: 503, response: 'busy' }
+  ])
+})
+
+/** A relay with one subscriber that takes every event and one that refuses every event at once. */
+async function relayWithRetention(t: Test, retention: Record<string, string>) {
+  const ok = await startSubscriber()
+  const refusing = await startSubscriber(() => ({ status: 500 }))
+  t.teardown(() => Promise.all([ok.close(), refusing.close()]))
+  const relay = await startRelay(t, {
+    SUBSCRIBER_OK_URL: ok.url,
+    SUBSCRIBER_OK_EVENTS: '*',
+    SUBSCRIBER_DEAD_URL: refusing.url,
+    SUBSCRIBER_DEAD_EVENTS: '*',
+    SUBSCRIBER_DEAD_MAX_ATTEMPTS: '1',
+    ...retention
+  })
+  const id = uniqueEventId()
+  await postEvent(relay.app, personaEvent(id))
+  await waitForJob(relay.app, 'OK', id, 'completed')
+  await waitForJob(relay.app, 'DEAD', id, 'failed')
+  t.equal(await storedKeys(relay.app, 'OK', id), 2, 'the completed delivery and its history are stored')
+  t.equal(await storedKeys(relay.app, 'DEAD', id), 2, 'the dead letter and its history are stored')
+  return { ...relay, id }
+}
+
+t.test('completed deliveries older than DELIVERY_HISTORY_HOURS disappear on their own; dead letters stay', async (t) => {
+  // 0.0001 h is 360 ms; BullMQ's own age limit counts whole seconds and acts only when another job finishes.
+  const { app, logs, id } = await relayWithRetention(t, { DELIVERY_HISTORY_HOURS: '0.0001', RETENTION_SWEEP_INTERVAL_SECONDS: '0.2' })
+
+  const age = await removedAfterMs(app, 'OK', id)
+  t.ok(age >= 360 - 10 && age <= 360 + 200 + 300, `removed ${age} ms after it completed`)
+  t.equal(await app.delivery.queues.get('OK')!.getJobState(id), 'unknown')
+  t.equal(await storedKeys(app, 'DEAD', id), 2, 'the dead letter stays for DEAD_LETTER_RETENTION_DAYS')
+  t.equal(await app.delivery.queues.get('DEAD')!.getJobState(id), 'failed')
+  t.match(logs.lines.filter((line) => line.msg === 'retention sweep removed expired deliveries'), [{ queue: 'delivery-OK', removed: 1 }])
+})
+
+t.test('dead letters older than DEAD_LETTER_RETENTION_DAYS disappear with body and history; completed deliveries stay', async (t) => {
+  // 0.00001 days is 864 ms.
+  const { app, id } = await relayWithRetention(t, { DEAD_LETTER_RETENTION_DAYS: '0.00001', RETENTION_SWEEP_INTERVAL_SECONDS: '0.2' })
+
+  const age = await removedAfterMs(app, 'DEAD', id)
+  t.ok(age >= 864 - 10 && age <= 864 + 200 + 300, `removed ${age} ms after it failed`)
+  t.equal(await app.delivery.queues.get('DEAD')!.getJobState(id), 'unknown')
+  t.equal(await storedKeys(app, 'OK', id), 2, 'the completed delivery stays for DELIVERY_HISTORY_HOURS')
+  t.equal(await app.delivery.queues.get('OK')!.getJobState(id), 'completed')
+})
+
+t.test('sweepRetention removes only what is older than each limit and says how many it removed', async (t) => {
+  const { app, config, id } = await relayWithRetention(t, { RETENTION_SWEEP_INTERVAL_SECONDS: '3600' })
+  const [okQueue, deadQueue] = [app.delivery.queues.get('OK')!, app.delivery.queues.get('DEAD')!]
+  t.equal(await sweepRetention(okQueue, config.delivery), 0, 'nothing is a day old')
+  t.equal(await sweepRetention(deadQueue, config.delivery), 0, 'nothing is two weeks old')
+  const tenSeconds = { ...config.delivery, historyHours: 10 / 3600, deadLetterRetentionDays: 10 / 86400 }
+  t.equal(await sweepRetention(okQueue, tenSeconds), 0, 'nothing is ten seconds old')
+  t.equal(await sweepRetention(deadQueue, tenSeconds), 0)
+  t.equal(await storedKeys(app, 'OK', id), 2)
+  t.equal(await storedKeys(app, 'DEAD', id), 2)
+
+  const oneMs = { ...config.delivery, historyHours: 0.001 / 3600, deadLetterRetentionDays: 0.001 / 86400 }
+  await waitUntil('both deliveries to be a few milliseconds old', async () =>
+    Date.now() - Math.max((await okQueue.getJob(id))!.finishedOn!, (await deadQueue.getJob(id))!.finishedOn!) > 5)
+  t.equal(await sweepRetention(okQueue, oneMs), 1)
+  t.equal(await storedKeys(app, 'OK', id), 0, 'the completed delivery and its history are gone')
+  t.equal(await storedKeys(app, 'DEAD', id), 2, 'a sweep of one queue leaves the others alone')
+  t.equal(await sweepRetention(deadQueue, oneMs), 1)
+  t.equal(await storedKeys(app, 'DEAD', id), 0, 'the dead letter, its body and its history are gone')
+  t.equal(await sweepRetention(deadQueue, oneMs), 0)
+})
+
+t.test('a sweep removes more than one batch of expired deliveries', async (t) => {
+  const { app, config } = await startRelay(t)
+  const connection = { url: config.redis.url }
+  const queue = new Queue<DeliveryJobData>('bulk', { connection, prefix: config.redis.prefix })
+  const worker = new Worker<DeliveryJobData>('bulk', async () => 'done', { connection, prefix: config.redis.prefix, concurrency: 200 })
+  t.teardown(async () => {
+    await worker.close()
+    await queue.close()
+  })
+  const count = 2500
+  const data: DeliveryJobData = { eventId: 'e', eventName: 'n', createdAt: '', receivedAt: '', source: 'test' }
+  await queue.addBulk(Array.from({ length: count }, (_, index) => ({ name: 'n', data, opts: { jobId: `job${index}` } })))
+  await waitUntil('every bulk job to complete', async () => (await queue.getCompletedCount()) === count, 30_000, 100)
+
+  t.equal((await app.redis.keys(`${config.redis.prefix}:bulk:job*`)).length, count, 'the jobs live on the test Redis')
+  const justNow = { ...config.delivery, historyHours: 0.001 / 3600 }
+  t.equal(await sweepRetention(queue, justNow), count)
+  t.equal(await queue.getCompletedCount(), 0)
+  t.same(await app.redis.keys(`${config.redis.prefix}:bulk:job*`), [])
+})

@@ -1,0 +1,99 @@
+import { existsSync, readFileSync } from 'node:fs'
+import t from 'tap'
+import { chromium } from 'playwright-core'
+import { ADMIN_TOKEN } from '../helpers/admin.js'
+import { signedHeaders, startRelay } from '../helpers/app.js'
+import { waitForJob } from '../helpers/delivery.js'
+import { startSubscriber } from '../helpers/subscriber.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const SCREENSHOT = '/tmp/dashboard.png'
+const FIXTURE = readFileSync(new URL('../fixtures/inquiry.approved.json', import.meta.url), 'utf8')
+const FIXTURE_ID = 'evt_7QkT2mZr9VbX4nLp8sWc3hJd'
+const PERSONAL = ['alex@example.test', '1990-01-01', 'inq_Fh3kP9wQz2LmN8xRt5VbC1sY']
+
+const skip = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (apt-get install chromium) to drive the dashboard with`
+
+t.test('an operator finds a failed delivery in the dashboard, reads its attempts and retries it', { skip }, async (t) => {
+  let succeed = false
+  const subscriber = await startSubscriber(() => (succeed ? { status: 204 } : { status: 500, body: 'down for maintenance' }))
+  t.teardown(() => subscriber.close())
+  const relay = await startRelay(t, {
+    ADMIN_TOKEN,
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: 'inquiry.*',
+    SUBSCRIBER_CRM_MAX_ATTEMPTS: '1'
+  })
+  await relay.app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `http://127.0.0.1:${(relay.app.server.address() as { port: number }).port}`
+
+  const intake = await relay.app.inject({ method: 'POST', url: '/webhooks/persona', headers: signedHeaders(FIXTURE), payload: FIXTURE })
+  t.equal(intake.statusCode, 200)
+  await waitForJob(relay.app, 'CRM', FIXTURE_ID, 'failed')
+  t.equal(subscriber.received.length, 1, 'one failed attempt, no retry left')
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync']
+  })
+  t.teardown(() => browser.close())
+  const context = await browser.newContext({ httpCredentials: { username: 'admin', password: ADMIN_TOKEN } })
+  const page = await context.newPage()
+  page.setDefaultTimeout(15_000)
+  const pageErrors: string[] = []
+  page.on('pageerror', (error) => pageErrors.push(error.message))
+
+  const home = await page.goto(`${base}/admin/queues/`)
+  t.equal(home?.status(), 200, 'the browser got in with Basic credentials')
+  await page.getByRole('link', { name: 'delivery-CRM' }).click()
+  await page.getByRole('link', { name: /FAILED/ }).click()
+  await page.waitForURL(/\/admin\/queues\/queue\/delivery-CRM\?status=failed$/)
+
+  const main = page.locator('main')
+  await main.getByText(FIXTURE_ID).waitFor()
+  await main.getByText('inquiry.approved', { exact: true }).waitFor()
+  t.pass('the failed delivery is listed with its event id and name')
+
+  await page.getByRole('tab', { name: 'Logs' }).click()
+  await main.getByText('"outcome":"http_error","status":500').waitFor()
+  t.match(await main.innerText(), /\{"attempt":1,"at":"[^"]+","durationMs":[\d.]+,"outcome":"http_error","status":500,"response":"down for maintenance"\}/,
+    'the Logs tab shows the attempt history')
+
+  await page.getByRole('tab', { name: 'Data' }).click()
+  await main.getByText(`eventId:"${FIXTURE_ID}"`).waitFor()
+  const shown = await page.content()
+  for (const value of PERSONAL) t.notMatch(shown, value, `${value} is not on the page`)
+
+  succeed = true
+  // The card's own retry button; the one above the list retries the whole tab.
+  const retryButton = page.locator('[class*="jobActions"] button:has(svg.lucide-refresh-cw)')
+  await retryButton.click()
+  const confirm = page.getByRole('button', { name: 'Confirm' })
+  // bull-board asks for confirmation of some actions, depending on its version and settings.
+  if (await confirm.isVisible().catch(() => false)) await confirm.click()
+
+  const [, retried] = await subscriber.waitFor(2, 15_000)
+  t.equal(retried!.headers['webhook-id'], FIXTURE_ID, 'the retry from the UI reached the subscriber')
+  t.ok(retried!.body.equals(Buffer.from(FIXTURE)), 'with the original body')
+  await waitForJob(relay.app, 'CRM', FIXTURE_ID, 'completed')
+
+  await page.getByRole('link', { name: /COMPLETED/ }).click()
+  await waitUntil('the delivery to show as completed', async () => (await main.innerText()).includes(FIXTURE_ID), 15_000)
+  await page.screenshot({ path: SCREENSHOT, fullPage: true })
+
+  // bull-board still shows the button on a completed delivery that once failed; its body is gone,
+  // so the relay refuses the retry rather than turn the delivery into a failure.
+  if ((await retryButton.count()) > 0) {
+    const refused = page.waitForResponse((response) => response.request().method() === 'PUT' && response.url().endsWith(`/${FIXTURE_ID}/retry`))
+    await retryButton.click()
+    if (await confirm.isVisible().catch(() => false)) await confirm.click()
+    t.equal((await refused).status(), 409, 'retrying the completed delivery is refused')
+  }
+  t.equal(await relay.app.delivery.queues.get('CRM')!.getJobState(FIXTURE_ID), 'completed')
+  t.equal(subscriber.received.length, 2, 'and nothing was sent again')
+  t.ok(existsSync(SCREENSHOT), `screenshot at ${SCREENSHOT}`)
+  t.same(pageErrors, [], 'no script errors on the page')
+})

@@ -1,0 +1,179 @@
+import t, { type Test } from 'tap'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import type { FastifyBaseLogger } from 'fastify'
+import { loadConfig } from '../src/config/index.js'
+import { queueName } from '../src/delivery/job.js'
+import type { SubscriberControl } from '../src/delivery/subscriber-control.js'
+import { createDeliveryWorker } from '../src/delivery/worker.js'
+import { personaEvent, SECRET, signedHeaders, uniqueEventId } from './helpers/app.js'
+import { startRedis, type TestRedis } from './helpers/redis.js'
+import { startRelayProcess, type RelayProcess } from './helpers/relay-process.js'
+import { startSubscriber, type TestSubscriber } from './helpers/subscriber.js'
+import { waitUntil } from './helpers/wait-until.js'
+
+const SUBSCRIBERS = ['CRM', 'BILLING'] as const
+const LOCK_MS = 2500
+const SLOW_MS = 1500
+
+interface Answer {
+  status: number
+  body: { received?: boolean; id?: string; duplicate?: boolean; code?: string }
+}
+
+async function post(relay: RelayProcess, id: string): Promise<Answer> {
+  const body = personaEvent(id)
+  const response = await fetch(`${relay.baseUrl}/webhooks/persona`, { method: 'POST', headers: signedHeaders(body), body })
+  return { status: response.status, body: (await response.json()) as Answer['body'] }
+}
+
+/** Every event to both intakes at once, as Persona's retries and a load balancer can make happen. */
+async function sendToBoth(t: Test, intakes: RelayProcess[], ids: string[]) {
+  const answers = await Promise.all(ids.map((id) => Promise.all(intakes.map((intake) => post(intake, id)))))
+  answers.forEach((pair, index) => {
+    const id = ids[index]!
+    t.same(pair.map((answer) => answer.status), [200, 200], `${id} acknowledged by both intakes`)
+    const fresh = pair.filter((answer) => answer.body.duplicate === undefined)
+    t.equal(fresh.length, 1, `${id} recorded by exactly one of them`)
+    for (const answer of pair) t.equal(answer.body.id, id)
+  })
+}
+
+function receivedIds(subscriber: TestSubscriber): string[] {
+  return subscriber.received.map((request) => String(request.headers['webhook-id']))
+}
+
+function countsOf(ids: string[]): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1)
+  return counts
+}
+
+/**
+ * Whether createDeliveryWorker takes its lock and stall check from the config (DELIVERY_LOCK_DURATION_MS);
+ * without that a killed worker's deliveries come back only after 30 to 60 s.
+ */
+async function workerHonoursLockSetting(redis: TestRedis): Promise<boolean> {
+  const [subscriber] = loadConfig({
+    PERSONA_WEBHOOK_SECRET: SECRET,
+    DELIVERY_LOCK_DURATION_MS: String(LOCK_MS),
+    SUBSCRIBER_PROBE_URL: 'http://127.0.0.1:9/hook',
+    SUBSCRIBER_PROBE_EVENTS: '*'
+  }).subscribers
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
+  // Never given a job: only its options are read, so the collaborators can be empty.
+  const worker = createDeliveryWorker({
+    subscriber: subscriber!,
+    connection,
+    prefix: 'lock-probe',
+    control: {} as SubscriberControl,
+    log: pino({ level: 'silent' }) as unknown as FastifyBaseLogger
+  } as Parameters<typeof createDeliveryWorker>[0])
+  const honoured = worker.opts.lockDuration === LOCK_MS && worker.opts.stalledInterval === LOCK_MS
+  await worker.close()
+  connection.disconnect()
+  return honoured
+}
+
+t.test('intake and worker processes share one Redis: each event acknowledged, queued once, delivered once per subscriber', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  let slow = false
+  const subscribers = await Promise.all(SUBSCRIBERS.map(() => startSubscriber(() => ({ status: 200, delayMs: slow ? SLOW_MS : 0 }))))
+  t.teardown(() => Promise.all(subscribers.map((subscriber) => subscriber.close())))
+  const [crm, billing] = subscribers as [TestSubscriber, TestSubscriber]
+  const env = {
+    SUBSCRIBER_CRM_URL: crm.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_BILLING_URL: billing.url,
+    SUBSCRIBER_BILLING_EVENTS: '*',
+    // Two attempts in flight per subscriber and worker: with enough events both workers are busy.
+    DELIVERY_CONCURRENCY: '2',
+    DELIVERY_TIMEOUT_MS: '5000',
+    DELIVERY_LOCK_DURATION_MS: String(LOCK_MS)
+  }
+  const inspector = new Redis(redis.url, { maxRetriesPerRequest: null })
+  t.teardown(() => inspector.disconnect())
+  const queues = SUBSCRIBERS.map((name) => new Queue(queueName(name), { connection: inspector, prefix: 'persona-relay' }))
+  t.teardown(() => Promise.all(queues.map((queue) => queue.close())))
+  const completedEverywhere = async (count: number) =>
+    (await Promise.all(queues.map((queue) => queue.getCompletedCount()))).every((completed) => completed === count)
+  const allIds: string[] = []
+
+  const intakes = await Promise.all(['intake-a', 'intake-b'].map((name) => startRelayProcess(t, name, redis, { ...env, ROLE: 'intake' })))
+
+  await t.test('without a worker, events are acknowledged and recorded but wait', async (t) => {
+    const ids = Array.from({ length: 4 }, () => uniqueEventId())
+    allIds.push(...ids)
+    await sendToBoth(t, intakes, ids)
+    t.equal(await inspector.xlen('persona-relay:intake'), 4, 'one intake record per event')
+    t.same(await inspector.xinfo('GROUPS', 'persona-relay:intake'), [], 'nothing reads the intake stream')
+    // A fixed pause, because what is checked is that nothing happens: a delivery takes a few ms.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    t.equal(crm.received.length + billing.received.length, 0, 'no delivery')
+    for (const queue of queues) t.equal(await queue.count(), 0, `no ${queue.name} job yet`)
+    for (const intake of intakes) {
+      const ready = await fetch(`${intake.baseUrl}/readyz`)
+      t.equal(ready.status, 200, `${intake.name} is ready without workers`)
+      t.match(await ready.json(), { status: 'ready', checks: { redis: 'ok', delivery: 'ok' } })
+    }
+  })
+
+  const workers = await Promise.all(['worker-1', 'worker-2'].map((name) => startRelayProcess(t, name, redis, { ...env, ROLE: 'worker' })))
+
+  await t.test('a worker serves health but no webhook path', async (t) => {
+    for (const worker of workers) {
+      const webhook = await post(worker, uniqueEventId())
+      t.equal(webhook.status, 404, `${worker.name} has no intake`)
+      t.match(webhook.body, { code: 'NOT_FOUND' })
+      t.equal((await fetch(`${worker.baseUrl}/healthz`)).status, 200)
+      const ready = await fetch(`${worker.baseUrl}/readyz`)
+      t.equal(ready.status, 200)
+      t.match(await ready.json(), { status: 'ready', checks: { redis: 'ok', delivery: 'ok' } })
+    }
+  })
+
+  await t.test('the waiting events, then new ones sent to both intakes, are delivered exactly once per subscriber', async (t) => {
+    await waitUntil('the backlog to be delivered', () => completedEverywhere(4), 15_000)
+    const ids = Array.from({ length: 6 }, () => uniqueEventId())
+    allIds.push(...ids)
+    await sendToBoth(t, intakes, ids)
+    await waitUntil('every event to be delivered', () => completedEverywhere(10), 15_000)
+    for (const queue of queues) t.equal(await queue.count() + await queue.getCompletedCount(), 10, `${queue.name}: one job per event`)
+    for (const [name, subscriber] of [['CRM', crm], ['BILLING', billing]] as const) {
+      t.same(receivedIds(subscriber).sort(), [...allIds].sort(), `${name} got every event exactly once`)
+    }
+    t.equal(await inspector.xlen('persona-relay:intake'), 0, 'the intake stream is drained')
+    for (const intake of intakes) t.notOk(intake.logs().some((line) => line.msg === 'delivery attempt'), `${intake.name} delivered nothing`)
+    const attempts = workers.flatMap((worker) => worker.logs().filter((line) => line.msg === 'delivery attempt'))
+    t.equal(attempts.length, 20, 'the workers made one attempt per event and subscriber')
+    for (const relay of [...intakes, ...workers]) t.notMatch(relay.stderr(), /error|\n\s+at /i, `${relay.name} reported no error`)
+  })
+
+  await t.test('a worker killed while deliveries are in flight loses none of them', async (t) => {
+    // Fails fast with the reason rather than after a 30-60 s recovery that would outlast the wait below.
+    if (!t.ok(await workerHonoursLockSetting(redis), 'the worker takes its lock and stall check from DELIVERY_LOCK_DURATION_MS')) return
+    slow = true
+    const before = { crm: crm.received.length, billing: billing.received.length }
+    const ids = Array.from({ length: 8 }, () => uniqueEventId())
+    await sendToBoth(t, intakes, ids)
+    // 2 workers x concurrency 2: once 4 requests of a subscriber are in, each worker has 2 of them in flight.
+    await Promise.all([crm.waitFor(before.crm + 4), billing.waitFor(before.billing + 4)])
+    // Every event already a job: the kill tests the delivery locks, not the fan-out's own 30 s takeover.
+    await waitUntil('every event to be queued', async () => {
+      const totals = await Promise.all(queues.map(async (queue) => Object.values(await queue.getJobCounts()).reduce((sum, count) => sum + count, 0)))
+      return totals.every((total) => total === 18)
+    })
+    workers[0]!.child.kill('SIGKILL')
+    t.equal((await workers[0]!.exited).signal, 'SIGKILL')
+
+    await waitUntil('every acknowledged event to be delivered', () => completedEverywhere(18), 40_000, 100)
+    for (const [name, subscriber, start] of [['CRM', crm, before.crm], ['BILLING', billing, before.billing]] as const) {
+      const counts = countsOf(receivedIds(subscriber).slice(start))
+      t.same([...counts.keys()].sort(), [...ids].sort(), `${name} got every event`)
+      t.ok([...counts.values()].some((count) => count === 2), `${name} got again what the killed worker had in flight`)
+      t.ok([...counts.values()].every((count) => count <= 2), `${name} got nothing more than twice`)
+    }
+  })
+})
