@@ -5,6 +5,9 @@ import type { SubscriberConfig } from '../config/index.js'
 import { withoutBody, type DeliveryJobData } from './job.js'
 import type { AttemptVerdict } from './retry-policy.js'
 
+/** How many of the oldest waiting deliveries the probe takes turns among. */
+const PROBE_ROTATION = 5
+
 export type PauseReason = 'breaker' | 'manual'
 
 /** The share of the probe interval for which one instance's probe keeps the others from probing. */
@@ -38,12 +41,14 @@ export class SubscriberControl {
   private readonly failuresKey: string
   private readonly pauseKey: string
   private readonly probeLockKey: string
+  private readonly probeTurnKey: string
 
   constructor(private readonly options: SubscriberControlOptions) {
     const base = `${options.prefix}:subscriber:${options.subscriber.name}`
     this.failuresKey = `${base}:failures`
     this.pauseKey = `${base}:pause`
     this.probeLockKey = `${base}:probe-lock`
+    this.probeTurnKey = `${base}:probe-turn`
   }
 
   get name(): string {
@@ -73,7 +78,7 @@ export class SubscriberControl {
 
   async resume(by: 'probe' | 'manual'): Promise<void> {
     const { redis, queue, log } = this.options
-    await redis.del(this.pauseKey, this.failuresKey)
+    await redis.del(this.pauseKey, this.failuresKey, this.probeTurnKey)
     await queue.resume()
     log.info({ subscriber: this.name, by }, 'subscriber resumed')
   }
@@ -105,7 +110,7 @@ export class SubscriberControl {
     // hold at the next, and the probe would run every other interval.
     const locked = await redis.set(this.probeLockKey, '1', 'PX', Math.max(1, Math.floor(probeIntervalMs * PROBE_LOCK_SHARE)), 'NX')
     if (locked !== 'OK') return false
-    const job = await this.oldestWaitingJob()
+    const job = await this.probeCandidate()
     if (!job) return false
     if (!job.data.deliveredByProbe) {
       const { verdict } = await attempt(job)
@@ -123,12 +128,21 @@ export class SubscriberControl {
     return true
   }
 
-  private async oldestWaitingJob(): Promise<Job<DeliveryJobData> | undefined> {
-    const { queue } = this.options
-    // While the queue is paused, due retries stay in the delayed set: the earliest one will do.
-    const [waiting] = await queue.getJobs(['wait'], 0, 0, true)
-    if (waiting) return waiting
-    const [delayed] = await queue.getJobs(['delayed'], 0, 0, true)
-    return delayed
+  /**
+   * Probes take turns among the oldest few waiting and delayed deliveries (while the queue is
+   * paused, due retries stay in the delayed set): always probing the oldest would let one delivery
+   * the subscriber can never take, which spends no attempts while paused, hold it paused for ever.
+   */
+  private async probeCandidate(): Promise<Job<DeliveryJobData> | undefined> {
+    const { queue, redis } = this.options
+    const [turn, waiting, delayed] = await Promise.all([
+      redis.incr(this.probeTurnKey),
+      queue.getJobs(['wait'], 0, PROBE_ROTATION - 1, true),
+      queue.getJobs(['delayed'], 0, PROBE_ROTATION - 1, true)
+    ])
+    const candidates = [...waiting, ...delayed].filter(Boolean)
+    return candidates.length > 0 ? candidates[turn % candidates.length] : undefined
   }
+
+
 }

@@ -1,0 +1,158 @@
+import { Redis } from 'ioredis'
+import { blast, paced, type LoadResult, type PacedResult } from './load.js'
+import { cpuMs, rssSampler, startRelay, type BenchRedis, type Relay } from './processes.js'
+import { nowMs, SECRET } from './events.js'
+
+export type Shape = 'all' | 'split'
+
+export interface Settings {
+  quick: boolean
+  warmupSeconds: number
+  intakeSeconds: number
+  latencySeconds: number
+  verifySeconds: number
+  memoryEvents: number
+  drainDeadlineMs: number
+  latencyRate: number
+}
+
+export interface Subscribers { ports: Record<string, number>; control: number }
+
+interface SubscriberStats {
+  subscribers: Record<string, { unique: number; deliveries: number; lastAt: number }>
+  latency: { count: number; p50: number | null; p99: number | null; max: number | null }
+}
+
+async function control<T>(subscribers: Subscribers, path: string): Promise<T> {
+  const response = await fetch(`http://127.0.0.1:${subscribers.control}${path}`)
+  return await response.json() as T
+}
+
+export function relayEnv(redis: BenchRedis, subscribers: Subscribers, role: string): Record<string, string> {
+  const env: Record<string, string> = { ROLE: role, REDIS_URL: redis.url, PERSONA_WEBHOOK_SECRET: SECRET }
+  for (const [name, port] of Object.entries(subscribers.ports)) {
+    env[`SUBSCRIBER_${name}_URL`] = `http://127.0.0.1:${port}/hook`
+    env[`SUBSCRIBER_${name}_EVENTS`] = '*'
+  }
+  return env
+}
+
+/** Waits (bounded) until every subscriber has `expected` unique events; returns when the last one arrived. */
+async function drain(subscribers: Subscribers, expected: number, deadlineMs: number) {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    const counts = await control<Record<string, { unique: number; lastAt: number }>>(subscribers, '/counts')
+    const values = Object.values(counts)
+    const delivered = Math.min(...values.map((value) => value.unique))
+    const lastAt = Math.max(...values.map((value) => value.lastAt))
+    // The load generator may not count its last in-flight requests that the relay did accept: done
+    // only once every subscriber has them all and nothing has arrived for a while.
+    const quiet = nowMs() - lastAt > 1000 && values.every((value) => value.unique === delivered)
+    if ((delivered >= expected && quiet) || Date.now() > deadline) return { delivered, lastAt, complete: delivered >= expected }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+async function backlog(subscribers: Subscribers, sent: number) {
+  const counts = await control<Record<string, { unique: number }>>(subscribers, '/counts')
+  return sent - Math.min(...Object.values(counts).map((value) => value.unique))
+}
+
+export interface ShapeResult {
+  shape: Shape
+  intake: LoadResult
+  throughput: { accepted: number; seconds: number; perSecond: number; complete: boolean }
+  verify?: { rate: number; sent: number; backlogAtEnd: number; drainedWithinMs: number | null; p50: number | null; p99: number | null; max: number | null }
+  latency: { rate: number; sender: PacedResult; count: number; p50: number | null; p99: number | null; max: number | null; complete: boolean }
+  rssMaxBytes: Record<string, number>
+}
+
+async function startShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers): Promise<Relay[]> {
+  if (shape === 'all') return [await startRelay(relayEnv(redis, subscribers, 'all'))]
+  return [await startRelay(relayEnv(redis, subscribers, 'intake')), await startRelay(relayEnv(redis, subscribers, 'worker'))]
+}
+
+export async function measureShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers, settings: Settings, log: (text: string) => void): Promise<ShapeResult> {
+  const relays = await startShape(shape, redis, subscribers)
+  const intakeUrl = relays[0]!.baseUrl
+  const names = shape === 'all' ? ['relay (ROLE=all)'] : ['relay (ROLE=intake)', 'relay (ROLE=worker)']
+  const sampler = rssSampler(relays.map((relay) => relay.pid))
+  try {
+    const warm = await blast(intakeUrl, { seconds: settings.warmupSeconds })
+    await drain(subscribers, warm.ok, settings.drainDeadlineMs)
+    await control(subscribers, '/reset')
+
+    log(`  ${shape}: intake ${settings.intakeSeconds}s at 50 connections`)
+    const started = nowMs()
+    const intake = await blast(intakeUrl, { seconds: settings.intakeSeconds })
+    const drained = await drain(subscribers, intake.ok, settings.drainDeadlineMs)
+    const seconds = ((drained.complete && drained.lastAt > 0 ? drained.lastAt : nowMs()) - started) / 1000
+    const throughput = { accepted: intake.ok, seconds, perSecond: drained.delivered / seconds, complete: drained.complete }
+    log(`  ${shape}: intake ${intake.rps.toFixed(0)} req/s, end-to-end ${throughput.perSecond.toFixed(0)} events/s`)
+
+    let verify: ShapeResult['verify']
+    if (settings.verifySeconds > 0) {
+      // Paced just under the measured end-to-end rate: the backlog must stay small and drain at once.
+      await control(subscribers, '/reset')
+      const rate = Math.max(50, Math.floor(throughput.perSecond * 0.8))
+      const sent = await paced(intakeUrl, rate, settings.verifySeconds)
+      const backlogAtEnd = await backlog(subscribers, sent.ok)
+      const end = nowMs()
+      const after = await drain(subscribers, sent.ok, settings.drainDeadlineMs)
+      const stats = await control<SubscriberStats>(subscribers, '/stats')
+      verify = { rate, sent: sent.ok, backlogAtEnd, drainedWithinMs: after.complete ? Math.max(0, after.lastAt - end) : null,
+        p50: stats.latency.p50, p99: stats.latency.p99, max: stats.latency.max }
+      log(`  ${shape}: paced ${rate}/s, backlog at end ${backlogAtEnd}`)
+    }
+
+    await control(subscribers, '/reset')
+    log(`  ${shape}: end-to-end latency at ${settings.latencyRate}/s for ${settings.latencySeconds}s`)
+    const sender = await paced(intakeUrl, settings.latencyRate, settings.latencySeconds)
+    const delivered = await drain(subscribers, sender.ok, settings.drainDeadlineMs)
+    const stats = await control<SubscriberStats>(subscribers, '/stats')
+    const latency = { rate: settings.latencyRate, sender, ...stats.latency, complete: delivered.complete }
+    log(`  ${shape}: latency p50 ${latency.p50?.toFixed(1)} ms, p99 ${latency.p99?.toFixed(1)} ms`)
+
+    const rss = sampler.stop()
+    return { shape, intake, throughput, verify, latency, rssMaxBytes: Object.fromEntries(names.map((name, index) => [name, rss[index] ?? 0])) }
+  } finally {
+    sampler.stop()
+    for (const relay of relays) await relay.stop()
+  }
+}
+
+export interface CostResult {
+  events: number
+  bytesPerQueuedEvent: number
+  accepted: LoadResult & { cpuMsPerRequest: number }
+  rejected: LoadResult & { cpuMsPerRequest: number }
+}
+
+/** With ROLE=intake nothing delivers, so the intake stream keeps every event: memory per queued event; then accepted vs. rejected cost. */
+export async function measureCosts(redis: BenchRedis, subscribers: Subscribers, settings: Settings): Promise<CostResult> {
+  const client = new Redis(redis.url)
+  const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+  const relay = await startRelay(relayEnv(redis, subscribers, 'intake'))
+  try {
+    await blast(relay.baseUrl, { seconds: settings.warmupSeconds }, true)
+    await client.flushall()
+    const before = await usedMemory()
+    const cpuBefore = cpuMs(relay.pid)
+    const accepted = await blast(relay.baseUrl, { amount: settings.memoryEvents })
+    const cpuAccepted = cpuMs(relay.pid) - cpuBefore
+    const after = await usedMemory()
+    const cpuBeforeRejected = cpuMs(relay.pid)
+    const rejected = await blast(relay.baseUrl, { amount: settings.memoryEvents }, true)
+    const cpuRejected = cpuMs(relay.pid) - cpuBeforeRejected
+    return {
+      events: accepted.ok,
+      bytesPerQueuedEvent: (after - before) / Math.max(1, accepted.ok),
+      accepted: { ...accepted, cpuMsPerRequest: cpuAccepted / accepted.total },
+      rejected: { ...rejected, cpuMsPerRequest: cpuRejected / rejected.total }
+    }
+  } finally {
+    await relay.stop()
+    await client.flushall().catch(() => undefined)
+    client.disconnect()
+  }
+}
