@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '../../test/helpers/redis.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const LOADER = join(ROOT, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')
@@ -50,16 +50,6 @@ function track(child: ChildProcess, name: string): Proc {
       children.delete(child)
     }
   }
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 async function waitFor<T>(what: string, proc: Proc, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
