@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { blast, type LoadResult } from './lib/load.js'
 import { killAllNow, ROOT, startRedis, startTsServer, type Persistence } from './lib/processes.js'
-import { measureCosts, measureShape, type Settings, type Shape, type Subscribers } from './lib/scenario.js'
+import { measureCosts, measureShape, measureWaitingMemory, type Settings, type Shape, type Subscribers } from './lib/scenario.js'
 import { renderReport, type ModeResult } from './lib/report.js'
 
 const quick = process.argv.includes('--quick')
@@ -36,8 +36,9 @@ async function runMode(persistence: Persistence): Promise<ModeResult> {
       shapeResults.push(await measureShape(shape, redis, subscribers.ready, settings, log))
     }
     await client.flushall()
-    const costs = await measureCosts(redis, subscribers.ready, settings)
-    log(`  memory: ${costs.bytesPerQueuedEvent.toFixed(0)} B per queued event`)
+    const costs = { ...await measureCosts(redis, subscribers.ready, settings),
+      bytesPerWaitingEvent: await measureWaitingMemory(redis, subscribers.ready, settings.memoryEvents) }
+    log(`  memory: ${costs.bytesPerQueuedEvent.toFixed(0)} B per event in the intake stream, ${costs.bytesPerWaitingEvent.toFixed(0)} B per event waiting for delivery to 3`)
     const redisVersion = /redis_version:(\S+)/.exec(await client.info('server'))?.[1] ?? 'unknown'
     return { persistence, redisVersion, floor: floorResult, shapes: shapeResults, costs }
   } finally {

@@ -94,12 +94,15 @@ const RELAY_SETTING = /^(PORT|HOST|LOG_LEVEL|ROLE|ADMIN_TOKEN|TRUST_PROXY|METRIC
 
 export interface Relay extends Proc { baseUrl: string }
 
-/** `node dist/server.js` with only the given relay settings; resolves once /healthz answers. */
-export async function startRelay(env: Record<string, string>): Promise<Relay> {
+/**
+ * `node dist/server.js` with only the given relay settings; resolves once /healthz answers. `root`
+ * is another checkout's built relay, for a before/after comparison in one run.
+ */
+export async function startRelay(env: Record<string, string>, nodeArgs: string[] = [], root = ROOT): Promise<Relay> {
   const port = await freePort()
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !RELAY_SETTING.test(key)))
-  const proc = track(spawn(process.execPath, ['dist/server.js'], {
-    cwd: ROOT,
+  const proc = track(spawn(process.execPath, [...nodeArgs, 'dist/server.js'], {
+    cwd: root,
     env: { ...inherited, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   }), `relay ${env.ROLE ?? 'all'}`)

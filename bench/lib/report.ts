@@ -7,7 +7,7 @@ export interface ModeResult {
   redisVersion: string
   floor: LoadResult
   shapes: ShapeResult[]
-  costs: CostResult
+  costs: CostResult & { bytesPerWaitingEvent: number }
 }
 
 interface ReportInput {
@@ -122,10 +122,12 @@ export function renderReport(input: ReportInput): string {
   push('')
 
   push('## Redis memory per queued event', '',
-    `A ROLE=intake relay (no fan-out, no delivery) on an emptied Redis takes ${int(settings.memoryEvents)} events; ` +
-    '`used_memory` after − before, ÷ events. This is the dedupe record plus the intake-stream entry with the 2 KB body.', '',
-    '| Persistence | Events | Bytes per queued event |', '|---|---|---|')
-  for (const mode of modes) push(`| ${mode.persistence} | ${int(mode.costs.events)} | ${int(mode.costs.bytesPerQueuedEvent)} |`)
+    `In the intake stream: a ROLE=intake relay (no fan-out, no delivery) on an emptied Redis takes ${int(settings.memoryEvents)} events; ` +
+    '`used_memory` after − before, ÷ events: the dedupe record, the intake-stream entry and the 2 KB body. ' +
+    'Waiting for delivery: a ROLE=all relay whose three subscriber queues are paused takes as many; the same difference once every event ' +
+    'is fanned out: the dedupe record, the body (stored once per event) and one delivery job per subscriber.', '',
+    '| Persistence | Events | Bytes per event in the intake stream | Bytes per event waiting for delivery to 3 subscribers |', '|---|---|---|---|')
+  for (const mode of modes) push(`| ${mode.persistence} | ${int(mode.costs.events)} | ${int(mode.costs.bytesPerQueuedEvent)} | ${int(mode.costs.bytesPerWaitingEvent)} |`)
   push('')
 
   push('## Rejected (bad signature) vs. accepted request', '',

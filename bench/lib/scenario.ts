@@ -1,6 +1,7 @@
+import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { blast, paced, type LoadResult, type PacedResult } from './load.js'
-import { cpuMs, rssSampler, startRelay, type BenchRedis, type Relay } from './processes.js'
+import { cpuMs, ROOT, rssSampler, startRelay, type BenchRedis, type Relay } from './processes.js'
 import { nowMs, SECRET } from './events.js'
 
 export type Shape = 'all' | 'split'
@@ -118,6 +119,39 @@ export async function measureShape(shape: Shape, redis: BenchRedis, subscribers:
   } finally {
     sampler.stop()
     for (const relay of relays) await relay.stop()
+  }
+}
+
+/**
+ * Redis memory per event fanned out and waiting for delivery to all three subscribers: a ROLE=all
+ * relay (built in `root`) whose subscriber queues are paused takes `events` events on an emptied
+ * Redis; `used_memory` after the fan-out − before, ÷ events.
+ */
+export async function measureWaitingMemory(redis: BenchRedis, subscribers: Subscribers, events: number, root = ROOT): Promise<number> {
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null })
+  const queues = Object.keys(subscribers.ports).map((name) => new Queue(`delivery-${name}`, { connection: client, prefix: 'persona-relay' }))
+  try {
+    await client.flushall()
+    const relay = await startRelay(relayEnv(redis, subscribers, 'all'), [], root)
+    try {
+      await Promise.all(queues.map((queue) => queue.pause()))
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      const before = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+      const sent = await blast(relay.baseUrl, { amount: events })
+      const deadline = Date.now() + 60_000
+      while ((await Promise.all(queues.map((queue) => queue.getWaitingCount()))).some((count) => count < sent.ok)) {
+        if (Date.now() > deadline) throw new Error('the fan-out did not queue every event within a minute')
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      const after = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+      return (after - before) / Math.max(1, sent.ok)
+    } finally {
+      await relay.stop()
+    }
+  } finally {
+    await Promise.all(queues.map((queue) => queue.close()))
+    await client.flushall().catch(() => undefined)
+    client.disconnect()
   }
 }
 

@@ -3,7 +3,12 @@ import type { Job, JobType, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { parseAttemptLog, type AttemptRecord } from './attempts.js'
 import type { DeliveryJobData } from './job.js'
-import { GONE_REASON } from './worker.js'
+import { EXPIRED_REASON, GONE_REASON } from './worker.js'
+
+function deadLetterReason(failedReason: string): 'gone' | 'expired' | 'exhausted' {
+  if (failedReason === GONE_REASON) return 'gone'
+  return failedReason === EXPIRED_REASON ? 'expired' : 'exhausted'
+}
 
 export const DELIVERY_STATES = ['pending', 'delayed', 'active', 'completed', 'failed', 'paused'] as const
 export type DeliveryState = (typeof DELIVERY_STATES)[number]
@@ -21,7 +26,7 @@ export interface DeliveryView {
   nextAttemptAt?: string
   failedReason?: string
   /** Why a failed delivery stopped: a 410, or every attempt spent. */
-  deadLetterReason?: 'gone' | 'exhausted'
+  deadLetterReason?: 'gone' | 'expired' | 'exhausted'
   attempts: AttemptRecord[]
 }
 
@@ -95,7 +100,7 @@ async function toView(
     ...(job.finishedOn ? { finishedAt: new Date(job.finishedOn).toISOString() } : {}),
     ...(due !== undefined ? { nextAttemptAt: new Date(due).toISOString() } : {}),
     ...(failed && job.failedReason ? { failedReason: job.failedReason } : {}),
-    ...(failed ? { deadLetterReason: job.failedReason === GONE_REASON ? ('gone' as const) : ('exhausted' as const) } : {}),
+    ...(failed ? { deadLetterReason: deadLetterReason(job.failedReason) } : {}),
     attempts: parseAttemptLog(logs)
   }
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
+import type { EventBodies } from '../store/event-bodies.js'
 import type { DeliveryJobData } from './job.js'
 
 /** The consumer group every relay instance reads the intake stream in. */
@@ -19,6 +20,8 @@ export interface FanoutOptions {
   streamKey: string
   queues: ReadonlyMap<string, Queue<DeliveryJobData>>
   jobOptions: (subscriber: string) => object
+  /** Released for a routed subscriber that is no longer configured, which will never take it. */
+  bodies: EventBodies
   log: FastifyBaseLogger
   /** How long an entry may stay unacknowledged by its consumer before another takes it over. */
   abandonedAfterMs?: number
@@ -121,8 +124,9 @@ export class Fanout {
   }
 
   private async dispatch(entries: StreamEntry[]): Promise<void> {
-    const { connection, streamKey, queues, jobOptions, log } = this.options
+    const { connection, streamKey, queues, jobOptions, bodies, log } = this.options
     const jobsBySubscriber = new Map<string, { name: string; data: DeliveryJobData; opts: object }[]>()
+    const released: Promise<void>[] = []
     for (const [, fields] of entries) {
       const record = fieldsToRecord(fields)
       const data: DeliveryJobData = {
@@ -130,12 +134,12 @@ export class Fanout {
         eventName: record.name ?? '',
         createdAt: record.createdAt ?? '',
         receivedAt: record.receivedAt ?? '',
-        source: record.source ?? 'webhook',
-        body: record.body ?? ''
+        source: record.source ?? 'webhook'
       }
       for (const subscriber of (record.subscribers ?? '').split(',')) {
         if (!queues.has(subscriber)) {
           log.warn({ subscriber, eventId: data.eventId }, 'event routed to a subscriber that is no longer configured; skipped')
+          released.push(bodies.settle(data.eventId, subscriber))
           continue
         }
         const jobs = jobsBySubscriber.get(subscriber) ?? []
@@ -143,9 +147,10 @@ export class Fanout {
         jobsBySubscriber.set(subscriber, jobs)
       }
     }
-    await Promise.all(
-      [...jobsBySubscriber].map(([subscriber, jobs]) => queues.get(subscriber)!.addBulk(jobs))
-    )
+    await Promise.all([
+      ...[...jobsBySubscriber].map(([subscriber, jobs]) => queues.get(subscriber)!.addBulk(jobs)),
+      ...released
+    ])
     const ids = entries.map(([id]) => id)
     await connection.multi().xack(streamKey, FANOUT_GROUP, ...ids).xdel(streamKey, ...ids).exec()
   }

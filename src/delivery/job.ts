@@ -1,22 +1,15 @@
 import type { SubscriberConfig, Config } from '../config/index.js'
 import { KEPT_ATTEMPTS } from './attempts.js'
 
-/** What one delivery carries; the body is dropped once the subscriber has it. */
+/** What one delivery carries: metadata only, the body is stored once per event (store/event-bodies.ts). */
 export interface DeliveryJobData {
   eventId: string
   eventName: string
   createdAt: string
   receivedAt: string
   source: string
-  body?: string
   /** The circuit breaker's probe already delivered it: the worker completes it without sending. */
   deliveredByProbe?: true
-}
-
-/** The job data without the body, which is personal data and dropped once the subscriber has it. */
-export function withoutBody(data: DeliveryJobData): DeliveryJobData {
-  const { body: _dropped, ...metadata } = data
-  return metadata
 }
 
 export function queueName(subscriberName: string): string {

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
+import type { EventBodies } from '../store/event-bodies.js'
 import type { DeliveryJobData } from './job.js'
 import type { ProbeAttempt, SubscriberControl } from './subscriber-control.js'
 
@@ -8,17 +9,23 @@ const CLEAN_BATCH = 1000
 
 export interface MaintenanceOptions {
   controls: readonly { control: SubscriberControl; probe: ProbeAttempt }[]
-  queues: Iterable<Queue<DeliveryJobData>>
+  queues: ReadonlyMap<string, Queue<DeliveryJobData>>
+  bodies: EventBodies
   delivery: Config['delivery']
   log: FastifyBaseLogger
 }
 
 /**
- * BullMQ removes old finished jobs only when other jobs finish, so a quiet queue would keep
- * bodies past their retention: a sweep enforces DELIVERY_HISTORY_HOURS and
- * DEAD_LETTER_RETENTION_DAYS on a timer. Completed jobs no longer hold a body; failed ones do.
+ * BullMQ removes old finished jobs only when other jobs finish, so a quiet queue would keep its
+ * history past its retention: a sweep enforces DELIVERY_HISTORY_HOURS and
+ * DEAD_LETTER_RETENTION_DAYS on a timer. A dead letter removed lets go of its event's body, which
+ * goes once no other delivery of the event needs it.
  */
-export async function sweepRetention(queue: Queue<DeliveryJobData>, delivery: Config['delivery']): Promise<number> {
+export async function sweepRetention(
+  queue: Queue<DeliveryJobData>,
+  delivery: Config['delivery'],
+  releaseBodies: (eventIds: readonly string[]) => Promise<unknown> = async () => undefined
+): Promise<number> {
   let removed = 0
   const limits = [
     ['completed', delivery.historyHours * 3_600_000],
@@ -28,6 +35,7 @@ export async function sweepRetention(queue: Queue<DeliveryJobData>, delivery: Co
     let batch: string[]
     do {
       batch = await queue.clean(Math.round(graceMs), CLEAN_BATCH, state)
+      if (state === 'failed') await releaseBodies(batch)
       removed += batch.length
     } while (batch.length === CLEAN_BATCH)
   }
@@ -49,7 +57,7 @@ function every(intervalMs: number, task: () => Promise<void>) {
 }
 
 /** The circuit breakers' probes and the retention sweep, for as long as the workers run. */
-export function startMaintenance({ controls, queues, delivery, log }: MaintenanceOptions): () => Promise<void> {
+export function startMaintenance({ controls, queues, bodies, delivery, log }: MaintenanceOptions): () => Promise<void> {
   const stopProbes = every(delivery.probeIntervalMs, async () => {
     await Promise.all(
       controls.map(({ control, probe }) =>
@@ -60,8 +68,9 @@ export function startMaintenance({ controls, queues, delivery, log }: Maintenanc
     )
   })
   const stopSweeps = every(delivery.retentionSweepIntervalMs, async () => {
-    for (const queue of queues) {
-      const removed = await sweepRetention(queue, delivery).catch((error: Error) => {
+    for (const [subscriber, queue] of queues) {
+      const release = (eventIds: readonly string[]) => Promise.all(eventIds.map((eventId) => bodies.settle(eventId, subscriber)))
+      const removed = await sweepRetention(queue, delivery, release).catch((error: Error) => {
         log.warn({ queue: queue.name, err: { message: error.message } }, 'retention sweep failed')
         return 0
       })

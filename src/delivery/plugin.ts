@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import { Queue, type Worker } from 'bullmq'
 import type { Config } from '../config/index.js'
 import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
+import { EventBodies } from '../store/event-bodies.js'
 import { Fanout } from './fanout.js'
 import { deliveryJobOptions, queueName, type DeliveryJobData } from './job.js'
 import { startMaintenance } from './maintenance.js'
@@ -30,6 +31,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
     connection.on('error', () => {
       // Reported once by the request path's connection (store/redis.ts); workers wait for Redis.
     })
+    const context = { log: app.log, metrics: app.metrics, bodies: new EventBodies(connection, prefix) }
     const queues = new Map<string, Queue<DeliveryJobData>>()
     const controls = new Map<string, SubscriberControl>()
     const workers: Worker[] = []
@@ -43,7 +45,9 @@ export const deliveryPlugin = fp<{ config: Config }>(
       queues.set(subscriber.name, queue)
       controls.set(subscriber.name, control)
       if (!delivers) continue
-      const worker = createDeliveryWorker({ subscriber, connection, prefix, control, log: app.log, metrics: app.metrics })
+      const worker = createDeliveryWorker({
+        subscriber, connection, prefix, control, deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400, ...context
+      })
       worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
       workers.push(worker)
     }
@@ -60,15 +64,17 @@ export const deliveryPlugin = fp<{ config: Config }>(
         streamKey: app.eventStore.keys.intake,
         queues,
         jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
+        bodies: context.bodies,
         log: app.log
       })
       fanout.start()
       stopMaintenance = startMaintenance({
         controls: config.subscribers.map((subscriber) => ({
           control: controls.get(subscriber.name)!,
-          probe: (job) => attemptDelivery(subscriber, job, { log: app.log, metrics: app.metrics }, true)
+          probe: (job) => attemptDelivery(subscriber, job, context, true)
         })),
-        queues: [...queues.values()],
+        queues,
+        bodies: context.bodies,
         delivery: config.delivery,
         log: app.log
       })

@@ -2,8 +2,8 @@ import type { Job, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
-import { withoutBody, type DeliveryJobData } from './job.js'
-import type { AttemptVerdict } from './retry-policy.js'
+import type { DeliveryJobData } from './job.js'
+import type { DeliveryOutcome } from './worker.js'
 
 /** How many of the oldest waiting deliveries the probe takes turns among. */
 const PROBE_ROTATION = 5
@@ -20,7 +20,7 @@ export interface SubscriberState {
   consecutiveFailures: number
 }
 
-export type ProbeAttempt = (job: Job<DeliveryJobData>) => Promise<{ verdict: AttemptVerdict }>
+export type ProbeAttempt = (job: Job<DeliveryJobData>) => Promise<DeliveryOutcome>
 
 export interface SubscriberControlOptions {
   subscriber: SubscriberConfig
@@ -113,13 +113,15 @@ export class SubscriberControl {
     const job = await this.probeCandidate()
     if (!job) return false
     if (!job.data.deliveredByProbe) {
-      const { verdict } = await attempt(job)
-      if (verdict.kind !== 'delivered') {
+      const delivery = await attempt(job)
+      if (delivery.kind === 'attempted' && delivery.verdict.kind !== 'delivered') {
         await redis.incr(this.failuresKey)
         return false
       }
       // The job itself is still queued: when the queue resumes, the worker completes it unsent.
-      await job.updateData({ ...withoutBody(job.data), deliveredByProbe: true })
+      await job.updateData({ ...job.data, deliveredByProbe: true })
+      // Delivered before, by an attempt cut off before it completed: that says nothing of the subscriber now.
+      if (delivery.kind === 'settled') return false
     }
     // Left delayed, it would complete only when its retry fell due, hours later maybe, and until then
     // a probe after the next outage could pick it and resume the subscriber without sending anything.

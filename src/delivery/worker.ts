@@ -3,11 +3,12 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
 import { attemptRecord } from './attempts.js'
-import { queueName, withoutBody, type DeliveryJobData } from './job.js'
+import { queueName, type DeliveryJobData } from './job.js'
 import { retryDelayMs } from './retry-schedule.js'
 import { judgeAttempt, type AttemptVerdict } from './retry-policy.js'
 import { sendDelivery, type AttemptResult } from './sender.js'
 import type { SubscriberControl } from './subscriber-control.js'
+import type { EventBodies } from '../store/event-bodies.js'
 import type { RelayMetrics } from '../ops/metrics.js'
 
 /** Thrown for an attempt that did not end in a 2xx, so that BullMQ schedules the next one. */
@@ -20,45 +21,60 @@ export class DeliveryAttemptError extends Error {
 
 /** The failed reason of a delivery ended by a 410; the admin API reports it as reason `gone`. */
 export const GONE_REASON = 'gone: subscriber answered 410'
+/** The failed reason of a delivery whose body outlived its retention before it could be sent. */
+export const EXPIRED_REASON = 'expired: the event body is no longer kept'
 
-/** Where attempts are reported: the log and the metrics. */
-export interface DeliveryObservers {
+/** Where attempts are reported and where their bodies come from. */
+export interface DeliveryContext {
   log: FastifyBaseLogger
   metrics: RelayMetrics
+  bodies: EventBodies
 }
 
-export interface DeliveryWorkerOptions extends DeliveryObservers {
+export interface DeliveryWorkerOptions extends DeliveryContext {
   subscriber: SubscriberConfig
   connection: Redis
   prefix: string
   control: SubscriberControl
+  /** How long a dead letter is kept, and with it its body. */
+  deadLetterRetentionSeconds: number
 }
 
+export type DeliveryOutcome =
+  | { kind: 'attempted'; result: AttemptResult; verdict: AttemptVerdict }
+  /** An earlier attempt delivered it but was cut off before the delivery completed. */
+  | { kind: 'settled' }
+
 /**
- * One attempt at a delivery: send, record it in the delivery's history, log it. Shared by the
- * worker and the circuit breaker's probe so that both leave the same trace.
+ * One attempt at a delivery: fetch the shared body, send, record the attempt in the delivery's
+ * history, log it, and release the body once delivered. Shared by the worker and the circuit
+ * breaker's probe so that both leave the same trace.
  */
 export async function attemptDelivery(
   subscriber: SubscriberConfig,
   job: Job<DeliveryJobData>,
-  { log, metrics }: DeliveryObservers,
+  { log, metrics, bodies }: DeliveryContext,
   probe = false
-): Promise<{ result: AttemptResult; verdict: AttemptVerdict }> {
+): Promise<DeliveryOutcome> {
+  const { eventId, eventName } = job.data
+  const lookup = await bodies.lookup(eventId, subscriber.name)
+  if (lookup.kind === 'settled') return lookup
+  if (lookup.kind === 'expired') throw new UnrecoverableError(EXPIRED_REASON)
   const attempt = job.attemptsMade + 1
   const startedAt = new Date()
-  // Only a completed delivery loses its body, and a completed job is never processed again.
-  if (job.data.body === undefined) throw new UnrecoverableError('delivery has no body')
-  const result = await sendDelivery(subscriber, job.data, job.data.body, attempt)
+  const result = await sendDelivery(subscriber, job.data, lookup.body, attempt)
   const verdict = judgeAttempt(result, Date.now())
-  await job.log(JSON.stringify(attemptRecord(result, attempt, startedAt, probe)))
+  const history = job.log(JSON.stringify(attemptRecord(result, attempt, startedAt, probe)))
+  // Sent in the same write as the history row: the body goes as soon as the last subscriber has it.
+  await (verdict.kind === 'delivered' ? Promise.all([history, bodies.settle(eventId, subscriber.name)]) : history)
   const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
   metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
   if (verdict.kind === 'delivered') metrics.delivered(subscriber.name, job.data.receivedAt)
   log.info(
     {
       subscriber: subscriber.name,
-      eventId: job.data.eventId,
-      eventName: job.data.eventName,
+      eventId,
+      eventName,
       attempt,
       probe: probe || undefined,
       outcome,
@@ -68,19 +84,26 @@ export async function attemptDelivery(
     },
     'delivery attempt'
   )
-  return { result, verdict }
+  return { kind: 'attempted', result, verdict }
 }
 
-export function createDeliveryWorker({ subscriber, connection, prefix, control, ...observers }: DeliveryWorkerOptions) {
+export function createDeliveryWorker({ subscriber, connection, prefix, control, deadLetterRetentionSeconds, ...context }: DeliveryWorkerOptions) {
   const processor = async (job: Job<DeliveryJobData>) => {
-    if (job.data.deliveredByProbe) return { deliveredByProbe: true }
-    const { result, verdict } = await attemptDelivery(subscriber, job, observers)
+    if (job.data.deliveredByProbe) {
+      // The probe released the body already, unless its instance stopped in between.
+      await context.bodies.settle(job.data.eventId, subscriber.name)
+      return { deliveredByProbe: true }
+    }
+    const delivery = await attemptDelivery(subscriber, job, context)
+    if (delivery.kind === 'settled') return { alreadyDelivered: true }
+    const { result, verdict } = delivery
     if (verdict.kind === 'delivered') {
-      // Persona bodies are personal data: once the subscriber has it, only the metadata stays.
-      await Promise.all([job.updateData(withoutBody(job.data)), control.recordSuccess()])
+      await control.recordSuccess()
       return { status: result.status, durationMs: result.durationMs }
     }
     await control.recordFailure()
+    const lastAttempt = verdict.kind === 'gone' || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+    if (lastAttempt) await context.bodies.retain(job.data.eventId, deadLetterRetentionSeconds)
     if (verdict.kind === 'gone') throw new UnrecoverableError(GONE_REASON)
     throw new DeliveryAttemptError(result, verdict.retryAfterMs)
   }

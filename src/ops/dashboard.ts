@@ -4,7 +4,6 @@ import { createBullBoard } from '@bull-board/api'
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import { errorBody, Errors } from '../errors.js'
-import { withoutBody } from '../delivery/job.js'
 import { bearerTokenMatches } from './admin/bearer-token.js'
 
 export const DASHBOARD_PATH = '/admin/queues'
@@ -22,9 +21,9 @@ export function dashboardAuthorized(header: string | undefined, token: string): 
 }
 
 /**
- * bull-board actions that would make a delivery without its body: the board only ever sees job
- * data without it, and a completed delivery has none left. A job added or edited from the board,
- * or a completed one retried, could never be sent.
+ * bull-board actions that would make a delivery Persona never asked for: a job added or edited from
+ * the board is no event the relay received and routed, and a completed delivery has released its
+ * body (store/event-bodies.ts), so a retry of it could never be sent.
  */
 const NOT_SERVED = new Set([
   `POST ${DASHBOARD_PATH}/api/queues/:queueName/add`,
@@ -77,11 +76,8 @@ export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app
   const serverAdapter = new FastifyAdapter()
   serverAdapter.setBasePath(DASHBOARD_PATH)
   createBullBoard({
-    queues: [...app.delivery.queues.values()].map((queue) => {
-      const adapter = new BullMQAdapter(queue, ADAPTER_OPTIONS)
-      adapter.setFormatter('data', (data: Parameters<typeof withoutBody>[0]) => withoutBody(data))
-      return adapter
-    }),
+    // Job data is metadata only: bodies are stored apart (store/event-bodies.ts), so the board never shows one.
+    queues: [...app.delivery.queues.values()].map((queue) => new BullMQAdapter(queue, ADAPTER_OPTIONS)),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'persona-relay' } }
   })

@@ -18,14 +18,18 @@ export type RecordOutcome = 'recorded' | 'duplicate'
  * Records the event id and queues the event for fan-out in one atomic script, so there is no
  * moment where the id is known but the event is not yet safely stored: a concurrent or later copy
  * either finds nothing (and records it itself) or finds it already queued. One round trip per event.
+ * The body is stored once, beside the record, for every delivery to share; `pending` lists the
+ * subscribers that still need it (see event-bodies.ts). An event no subscriber wants keeps no body.
  */
 const RECORD_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'pending', ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[8])
   redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4],
-    'subscribers', ARGV[5], 'source', ARGV[7], 'body', ARGV[6])
+    'subscribers', ARGV[5], 'source', ARGV[7])
 end
 return 1
 `
@@ -40,7 +44,7 @@ export class EventStore {
 
   constructor(redis: Redis, prefix: string, private readonly dedupeTtlSeconds: number) {
     this.keys = storeKeys(prefix)
-    if (!('recordEvent' in redis)) redis.defineCommand('recordEvent', { numberOfKeys: 2, lua: RECORD_SCRIPT })
+    if (!('recordEvent' in redis)) redis.defineCommand('recordEvent', { numberOfKeys: 3, lua: RECORD_SCRIPT })
     this.redis = redis as RecordingRedis
   }
 
@@ -48,6 +52,7 @@ export class EventStore {
     const recorded = await this.redis.recordEvent(
       this.keys.event(event.id),
       this.keys.intake,
+      this.keys.body(event.id),
       event.id,
       event.name,
       event.createdAt,

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { App } from '../../src/app.js'
 import { parseAttemptLog, type AttemptRecord } from '../../src/delivery/attempts.js'
 import { personaEvent, startRelay, uniqueEventId, type LogCapture } from '../helpers/app.js'
-import { postEvent, waitForJob } from '../helpers/delivery.js'
+import { postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
 import { startSubscriber, type ReceivedRequest } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
@@ -86,7 +86,7 @@ t.test('after 3 failed attempts the subscriber pauses; a probe per interval resu
   const [probed] = [...histories].find(([, records]) => records.some((record) => record.probe && record.outcome === 'success'))!
   const probedJob = jobs.find((job) => job.id === probed)!
   t.same(probedJob.returnvalue, { deliveredByProbe: true }, 'the worker completed the probed delivery without sending it')
-  t.notOk('body' in probedJob.data)
+  t.equal(await storedBody(app, probed!), null, 'the probe released the body')
   const successes = flaky.received.slice(FAILURES)
   t.same(successes.map(idOf).sort(), [first, ...waiting].sort(), 'after the outage every event arrives exactly once')
   t.equal(idOf(successes[0]!), probed, 'the first success is the probe')
@@ -169,14 +169,14 @@ t.test('a probe that finds a delivery an earlier probe already made resumes with
   await postEvent(app, personaEvent(id))
   const waiting = await waitUntil('the delivery to wait', () => queue.getJob(id))
   // As an instance leaves it that stopped between marking the delivery and resuming the queue.
-  const { body: _sent, ...metadata } = waiting.data
-  await waiting.updateData({ ...metadata, deliveredByProbe: true })
+  await waiting.updateData({ ...waiting.data, deliveredByProbe: true })
   await app.redis.hset(`${config.redis.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
 
   await waitForJob(app, 'CRM', id, 'completed')
   t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'CRM', by: 'probe' }])
   t.equal(subscriber.received.length, 0, 'sent once already, never again')
   t.same(await history(app, 'CRM', id), [])
+  t.equal(await storedBody(app, id), null, 'the worker released the body the probe could not')
 })
 
 t.test('a queue paused outside the relay counts as a manual pause', async (t) => {

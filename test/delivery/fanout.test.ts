@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { Fanout, FANOUT_GROUP } from '../../src/delivery/fanout.js'
+import { EventBodies } from '../../src/store/event-bodies.js'
 import { EventStore } from '../../src/store/event-store.js'
 import { storeKeys } from '../../src/store/keys.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
@@ -21,11 +22,17 @@ async function redisFor(t: Test): Promise<{ redis: TestRedis; client: Redis }> {
   return { redis, client }
 }
 
-/** The fields the intake script writes, for entries written straight into the stream. */
-function entryFields(id: string, subscribers: string, name = 'inquiry.approved'): string[] {
+const KEYS = storeKeys('persona-relay')
+
+/** The fields the intake script writes, for entries written straight into the stream, after what it writes beside them. */
+async function entryFields(client: Redis, id: string, subscribers: string, name = 'inquiry.approved'): Promise<string[]> {
+  await client.multi()
+    .hset(KEYS.event(id), { name, subscribers, pending: subscribers, source: 'webhook' })
+    .set(KEYS.body(id), personaEvent(id, name))
+    .exec()
   return [
     'id', id, 'name', name, 'createdAt', '2026-11-27T10:00:00.000Z', 'receivedAt', new Date().toISOString(),
-    'subscribers', subscribers, 'source', 'webhook', 'body', personaEvent(id, name)
+    'subscribers', subscribers, 'source', 'webhook'
   ]
 }
 
@@ -66,7 +73,7 @@ t.test('an entry written straight into the stream before start-up is delivered',
   t.teardown(() => subscriber.close())
   const { redis, client } = await redisFor(t)
   const id = uniqueEventId()
-  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM'))
 
   await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
   const [request] = await subscriber.waitFor(1)
@@ -82,12 +89,12 @@ t.test('an entry a crashed consumer read but never acknowledged is taken over at
   const abandoned = uniqueEventId()
   const inProgress = uniqueEventId()
   await client.xgroup('CREATE', INTAKE, FANOUT_GROUP, '0', 'MKSTREAM')
-  const [abandonedEntry] = [await client.xadd(INTAKE, '*', ...entryFields(abandoned, 'CRM'))]
+  const abandonedEntry = await client.xadd(INTAKE, '*', ...await entryFields(client, abandoned, 'CRM'))
   await client.xreadgroup('GROUP', FANOUT_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', INTAKE, '>')
   // The crash happened a minute ago: well past the time after which an entry counts as abandoned.
   await client.xclaim(INTAKE, FANOUT_GROUP, 'crashed', 0, abandonedEntry!, 'IDLE', 60_000)
   // Another instance has just read this one and may still be working on it.
-  await client.xadd(INTAKE, '*', ...entryFields(inProgress, 'CRM'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, inProgress, 'CRM'))
   await client.xreadgroup('GROUP', FANOUT_GROUP, 'busy', 'COUNT', 10, 'STREAMS', INTAKE, '>')
   t.equal(await pendingCount(client), 2)
 
@@ -111,9 +118,10 @@ t.test('a running fan-out takes over an entry another instance abandoned', async
     return groups.some((group) => group[1] === FANOUT_GROUP)
   })
   const id = uniqueEventId()
+  const fields = await entryFields(client, id, 'CRM')
   // In one transaction, so that the running relay's blocked read cannot get the entry first.
   await client.multi()
-    .xadd(INTAKE, '*', ...entryFields(id, 'CRM'))
+    .xadd(INTAKE, '*', ...fields)
     .xreadgroup('GROUP', FANOUT_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', INTAKE, '>')
     .exec()
   t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
@@ -124,6 +132,7 @@ t.test('a running fan-out takes over an entry another instance abandoned', async
     streamKey: INTAKE,
     queues: app.delivery.queues,
     jobOptions: () => ({ attempts: 2, backoff: { type: 'schedule' } }),
+    bodies: new EventBodies(connection, 'persona-relay'),
     log: app.log,
     abandonedAfterMs: 300,
     claimEveryMs: 100
@@ -150,7 +159,7 @@ t.test('replaying an entry whose jobs already exist delivers nothing twice', asy
     SUBSCRIBER_OPS_MAX_ATTEMPTS: '1'
   }, redis)
   const id = uniqueEventId()
-  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM,OPS'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM,OPS'))
   await crm.waitFor(1)
   await ops.waitFor(1)
   const crmQueue = app.delivery.queues.get('CRM')!
@@ -159,7 +168,7 @@ t.test('replaying an entry whose jobs already exist delivers nothing twice', asy
     (await crmQueue.getJobState(id)) === 'completed' && (await opsQueue.getJobState(id)) === 'failed')
 
   // What a fan-out that crashed between adding the jobs and acknowledging the entry replays.
-  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM,OPS'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM,OPS'))
   await drained(client)
   await quietPeriod()
   t.equal(crm.received.length, 1, 'a delivered event is not delivered again')
@@ -176,8 +185,8 @@ t.test('an entry naming a subscriber that is no longer configured skips it with 
   const { logs } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
   const mixed = uniqueEventId()
   const orphan = uniqueEventId()
-  await client.xadd(INTAKE, '*', ...entryFields(orphan, 'GONE'))
-  await client.xadd(INTAKE, '*', ...entryFields(mixed, 'GONE,CRM'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, orphan, 'GONE'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, mixed, 'GONE,CRM'))
 
   const [request] = await subscriber.waitFor(1)
   t.equal(request!.headers['webhook-id'], mixed)
@@ -190,6 +199,7 @@ t.test('an entry naming a subscriber that is no longer configured skips it with 
   t.equal(warnings.length, 2)
   await quietPeriod()
   t.equal(subscriber.received.length, 1)
+  t.equal(await client.exists(KEYS.body(orphan), KEYS.body(mixed)), 0, 'no body is kept for a subscriber that will never take it')
 })
 
 t.test('regression: the fan-out recreates its consumer group when Redis has lost it', async (t) => {
@@ -203,7 +213,7 @@ t.test('regression: the fan-out recreates its consumer group when Redis has lost
   // What a Redis restarted without its data looks like to a running relay: no stream, no group.
   await client.del(INTAKE)
   const id = uniqueEventId()
-  await client.xadd(INTAKE, '*', ...entryFields(id, 'CRM'))
+  await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM'))
   const [request] = await subscriber.waitFor(1)
   t.equal(request!.headers['webhook-id'], id)
   await drained(client)

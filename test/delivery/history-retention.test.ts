@@ -6,7 +6,7 @@ import type { DeliveryJobData } from '../../src/delivery/job.js'
 import { sweepRetention } from '../../src/delivery/maintenance.js'
 import { RESPONSE_EXCERPT_BYTES } from '../../src/delivery/sender.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { postEvent, unusualBody, waitForJob } from '../helpers/delivery.js'
+import { postEvent, storedBody, unusualBody, waitForJob } from '../helpers/delivery.js'
 import { freePort } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -62,7 +62,7 @@ t.test('the history records a 500 with the first KiB of its body, then a timeout
   t.ok(second!.durationMs >= 295 && second!.durationMs < 1000, `the timeout took ${second!.durationMs} ms, the 300 ms limit`)
   t.ok(third!.durationMs >= 0 && third!.durationMs < 300, `the success took ${third!.durationMs} ms`)
   t.notOk(records.some((record) => 'probe' in record), 'no probe attempts')
-  t.notOk('body' in job.data, 'the delivered body is gone but the history stays')
+  t.equal(await storedBody(app, id), null, 'the delivered body is gone but the history stays')
 })
 
 t.test('a refused connection is recorded as connection_refused, without status or response', async (t) => {
@@ -94,7 +94,7 @@ t.test('a delivery that exhausts its attempts is dead-lettered with its body and
 
   const job = await waitForJob(app, 'CRM', id, 'failed')
   t.equal(job.attemptsMade, 3)
-  t.equal(job.data.body, body, 'the exact body, ready for a replay')
+  t.equal(await storedBody(app, id), body, 'the exact body, ready for a replay')
   t.match(job.failedReason, /HTTP 503/)
   t.same((await history(app, 'CRM', id)).map(({ attempt, outcome, status, response }) => ({ attempt, outcome, status, response })), [
     { attempt: 1, outcome: 'http_error', status: 503, response: 'busy' },
@@ -165,8 +165,10 @@ t.test('sweepRetention removes only what is older than each limit and says how m
   t.equal(await sweepRetention(okQueue, oneMs), 1)
   t.equal(await storedKeys(app, 'OK', id), 0, 'the completed delivery and its history are gone')
   t.equal(await storedKeys(app, 'DEAD', id), 2, 'a sweep of one queue leaves the others alone')
+  t.ok(await storedBody(app, id), 'the dead letter still holds the body')
   t.equal(await sweepRetention(deadQueue, oneMs), 1)
-  t.equal(await storedKeys(app, 'DEAD', id), 0, 'the dead letter, its body and its history are gone')
+  t.equal(await storedKeys(app, 'DEAD', id), 0, 'the dead letter and its history are gone')
+  t.ok(await storedBody(app, id), 'the body stays with no one releasing it')
   t.equal(await sweepRetention(deadQueue, oneMs), 0)
 })
 

@@ -29,6 +29,11 @@ export async function waitForJob(app: App, subscriber: string, eventId: string, 
   return (await queue.getJob(eventId))!
 }
 
+/** The event's stored body (shared by its deliveries), or null once no subscriber needs it. */
+export async function storedBody(app: App, eventId: string): Promise<string | null> {
+  return await app.redis.get(app.eventStore.keys.body(eventId))
+}
+
 export function deliveryAttempts(logs: LogCapture, subscriber: string, eventId: string) {
   return logs.lines.filter((line) => line.msg === 'delivery attempt' && line.subscriber === subscriber && line.eventId === eventId)
 }

@@ -60,16 +60,18 @@ t.test('EventStore.record on a real Redis', async (t) => {
     t.equal(await store.record(incoming()), 'recorded', 'another id is new')
   })
 
-  t.test('keeps the id for dedupeTtlSeconds', async (t) => {
+  t.test('keeps the id, and the body for its deliveries, for dedupeTtlSeconds', async (t) => {
     const event = incoming()
     await store.record(event)
     const ttl = await client.ttl(`persona-relay:event:${event.id}`)
     t.ok(ttl > 7 * DAY - 10 && ttl <= 7 * DAY, `TTL ${ttl}`)
+    const bodyTtl = await client.ttl(`persona-relay:body:${event.id}`)
+    t.ok(bodyTtl > 7 * DAY - 10 && bodyTtl <= 7 * DAY, `body TTL ${bodyTtl}`)
     await store.record(event)
     t.ok(await client.ttl(`persona-relay:event:${event.id}`) <= ttl, 'a duplicate does not extend the window')
   })
 
-  t.test('queues one stream entry with the exact body and its metadata', async (t) => {
+  t.test('queues one stream entry with the metadata, and stores the exact body once beside it', async (t) => {
     const before = await client.xlen('persona-relay:intake')
     const id = uniqueEventId()
     const body = `{"data":{"type":"event","id":"${id}","attributes":{"name":"inquiry.approved","note":"Zoë 🚀 \\u0000\\n",  "spaced" : [ 1 ,2 ]}}}\n`
@@ -85,13 +87,12 @@ t.test('EventStore.record on a real Redis', async (t) => {
       createdAt: '2026-03-02T14:05:11.482Z',
       receivedAt: '2026-03-02T14:05:12.001Z',
       subscribers: 'crm,audit',
-      source: 'backfill',
-      body
+      source: 'backfill'
     })
-    t.equal(entries.at(-1)!.body, body, 'body byte for byte')
+    t.equal(await client.get(`persona-relay:body:${id}`), body, 'body byte for byte')
   })
 
-  t.test('keeps only metadata, never the body, in the de-duplication record', async (t) => {
+  t.test('keeps only metadata, never the body, in the de-duplication record; every subscriber is pending', async (t) => {
     const event = incoming()
     const receivedAt = new Date('2026-03-02T14:05:12.001Z')
     await store.record(event, receivedAt)
@@ -101,17 +102,21 @@ t.test('EventStore.record on a real Redis', async (t) => {
       createdAt: '2026-03-02T14:05:11.482Z',
       receivedAt: '2026-03-02T14:05:12.001Z',
       subscribers: 'crm,audit',
+      pending: 'crm,audit',
       source: 'webhook'
     }, 'the first copy is what stays recorded')
   })
 
-  t.test('records an event without subscribers but queues nothing', async (t) => {
+  t.test('records an event without subscribers but queues and keeps nothing of it', async (t) => {
     const before = await client.xlen('persona-relay:intake')
     const event = incoming({ subscribers: [] })
     t.equal(await store.record(event), 'recorded')
     t.equal(await store.record(event), 'duplicate')
     t.equal(await client.exists(`persona-relay:event:${event.id}`), 1)
-    t.equal(await client.hget(`persona-relay:event:${event.id}`, 'subscribers'), '')
+    const record = await client.hgetall(`persona-relay:event:${event.id}`)
+    t.match(record, { name: 'inquiry.approved', subscribers: '', source: 'webhook' })
+    t.notOk('pending' in record, 'no subscriber is waiting for it')
+    t.equal(await client.exists(`persona-relay:body:${event.id}`), 0, 'no body: no one will be sent it')
     t.equal(await client.xlen('persona-relay:intake'), before, 'no stream entry')
     const ids = (await streamEntries(client, 'persona-relay:intake')).map((entry) => entry.id)
     t.notOk(ids.includes(event.id))
@@ -157,8 +162,10 @@ t.test('every key lives under the configured prefix', async (t) => {
   t.equal(await tenantA.record(event), 'recorded')
   t.equal(await tenantB.record(event), 'recorded', 'prefixes do not share de-duplication')
   t.same((await client.keys('*')).sort(), [
+    `tenant-a.relay_1:body:${event.id}`,
     `tenant-a.relay_1:event:${event.id}`,
     'tenant-a.relay_1:intake',
+    `tenant-b:body:${event.id}`,
     `tenant-b:event:${event.id}`,
     'tenant-b:intake'
   ])

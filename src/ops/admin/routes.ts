@@ -43,23 +43,25 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
   app.get('/events/:eventId', { schema: { params: EventParams, response: { 200: EventSchema, ...Errors4xx } } }, async (request) => {
     const { eventId } = request.params
-    const record = await app.redis.hgetall(app.eventStore.keys.event(eventId))
-    const routed = record.subscribers !== undefined ? record.subscribers.split(',').filter(Boolean) : [...queues.keys()]
+        const [name, createdAt, receivedAt, subscribers, source] = await app.redis.hmget(
+      app.eventStore.keys.event(eventId), 'name', 'createdAt', 'receivedAt', 'subscribers', 'source'
+    )
+    const routed = typeof subscribers === 'string' ? subscribers.split(',').filter(Boolean) : [...queues.keys()]
     const deliveries: DeliveryView[] = []
     for (const subscriber of routed) {
       const queue = queues.get(subscriber)
       const delivery = queue ? await getDelivery(app.redis, queue, subscriber, eventId) : undefined
       if (delivery) deliveries.push(delivery)
-      else if (record.name) deliveries.push(notYetQueued(subscriber, eventId, record.name, record.receivedAt ?? ''))
+      else if (name) deliveries.push(notYetQueued(subscriber, eventId, name, receivedAt ?? ''))
     }
     // The id record expires after DEDUPE_TTL_SECONDS; a dead letter may outlive it.
-    if (!record.name && deliveries.length === 0) throw new Errors.EVENT_NOT_FOUND()
+    if (!name && deliveries.length === 0) throw new Errors.EVENT_NOT_FOUND()
     return {
       id: eventId,
-      name: record.name ?? deliveries[0]!.eventName,
-      createdAt: record.createdAt ?? '',
-      receivedAt: record.receivedAt ?? '',
-      source: record.source ?? 'webhook',
+      name: name ?? deliveries[0]!.eventName,
+      createdAt: createdAt ?? '',
+      receivedAt: receivedAt ?? '',
+      source: source ?? 'webhook',
       deliveries
     }
   })

@@ -26,7 +26,7 @@ export const DeliverySchema = Type.Object({
   finishedAt: Type.Optional(Type.String()),
   nextAttemptAt: Type.Optional(Type.String()),
   failedReason: Type.Optional(Type.String()),
-  deadLetterReason: Type.Optional(Type.Enum(['gone', 'exhausted'])),
+  deadLetterReason: Type.Optional(Type.Enum(['gone', 'expired', 'exhausted'])),
   attempts: Type.Array(AttemptSchema)
 })
 

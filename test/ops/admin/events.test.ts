@@ -1,7 +1,7 @@
 import t from 'tap'
 import { personaEvent, startRelay, uniqueEventId } from '../../helpers/app.js'
 import { ADMIN_TOKEN, admin, eventView } from '../../helpers/admin.js'
-import { closeServer, listenOn, postEvent, waitForJob } from '../../helpers/delivery.js'
+import { closeServer, listenOn, postEvent, storedBody, waitForJob } from '../../helpers/delivery.js'
 import { startSubscriber } from '../../helpers/subscriber.js'
 import { waitUntil } from '../../helpers/wait-until.js'
 
@@ -71,7 +71,7 @@ t.test('a delivery that spent every attempt is failed and exhausted, and the vie
   })
   await postEvent(app, body)
   const job = await waitForJob(app, 'CRM', id, 'failed')
-  t.equal(job.data.body, body, 'the dead letter keeps its body for a replay')
+  t.equal(await storedBody(app, id), body, 'the dead letter keeps its body for a replay')
 
   const response = await app.inject({ method: 'GET', url: `/admin/events/${id}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
   t.equal(response.statusCode, 200)

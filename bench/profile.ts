@@ -1,0 +1,164 @@
+// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR]`:
+// CPU profile of a relay process under the bench's load, summarised as self time by package and by
+// function, with its CPU cost per request next to the framework floor's. `--role worker` profiles
+// a ROLE=worker process fed by an unprofiled ROLE=intake one; `--rate` sends at a fixed rate
+// instead of autocannon's closed loop. `--baseline` names another checkout with a built dist/ (an
+// earlier commit, say): both are measured in turns in this one run, and the ratio is reported,
+// with the Redis memory each takes per event waiting for delivery.
+// The before/after records in BENCHMARKS.md come from it.
+import { readdirSync, readFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { blast, paced } from './lib/load.js'
+import { cpuMs, killAllNow, ROOT, startRedis, startRelay, startTsServer, type BenchRedis, type Relay } from './lib/processes.js'
+import { measureWaitingMemory, relayEnv, type Subscribers } from './lib/scenario.js'
+
+const argument = (name: string, fallback: string) => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index > 0 ? process.argv[index + 1] ?? fallback : fallback
+}
+const role = argument('role', 'all')
+const seconds = Number(argument('seconds', '10'))
+const rate = Number(argument('rate', '0'))
+const baseline = argument('baseline', '')
+
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }
+interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
+
+/** Where a frame lives: a dependency's package name, node's own internals, our module, or the VM. */
+function owner(url: string): string {
+  const dependency = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
+  if (dependency) return dependency[1]!
+  if (url.startsWith('node:')) return 'node (core)'
+  const ours = /\/dist\/(.+)$/.exec(url)
+  if (ours) return `persona-relay ${ours[1]}`
+  return url === '' ? '(vm: gc, native, idle)' : url
+}
+
+function summarise(profile: CpuProfile) {
+  const selfMicros = new Map<number, number>()
+  profile.samples.forEach((id, index) => selfMicros.set(id, (selfMicros.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)))
+  const byOwner = new Map<string, number>()
+  const byFunction = new Map<string, number>()
+  let total = 0
+  for (const node of profile.nodes) {
+    const micros = selfMicros.get(node.id) ?? 0
+    total += micros
+    const { functionName, url, lineNumber } = node.callFrame
+    const where = owner(url)
+    byOwner.set(where, (byOwner.get(where) ?? 0) + micros)
+    const key = `${functionName || '(anonymous)'} ${where}${url ? `:${lineNumber + 1}` : ''}`
+    byFunction.set(key, (byFunction.get(key) ?? 0) + micros)
+  }
+  const top = (map: Map<string, number>, count: number) => [...map].sort((a, b) => b[1] - a[1]).slice(0, count)
+    .map(([name, micros]) => `${(100 * micros / total).toFixed(1).padStart(5)} %  ${name}`)
+  return `Self time by package:\n${top(byOwner, 15).join('\n')}\n\nSelf time by function:\n${top(byFunction, 30).join('\n')}\n`
+}
+
+/** Redis commands run so far, by name (commands run by scripts included), from INFO commandstats. */
+async function commandCounts(client: Redis): Promise<Map<string, number>> {
+  const counts = new Map<string, number>()
+  for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) counts.set(match[1]!, Number(match[2]))
+  return counts
+}
+
+async function deliveredToAll(subscribers: Subscribers): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${subscribers.control}/counts`)
+  const counts = await response.json() as Record<string, { unique: number }>
+  return Math.min(...Object.values(counts).map((count) => count.unique))
+}
+
+interface Measurement { rps: number; micros: number; microsPerDelivered: number; delivered: number; cpu: string; commands: string }
+
+/** One run of the relay built in `root`: its CPU per request, per event delivered, and Redis commands. */
+async function measure(root: string, redis: BenchRedis, subscribers: Subscribers, profileDir?: string): Promise<Measurement> {
+  const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
+  const relays: Relay[] = role === 'worker'
+    ? [await startRelay(relayEnv(redis, subscribers, 'intake'), [], root), await startRelay(relayEnv(redis, subscribers, 'worker'), profiling, root)]
+    : [await startRelay(relayEnv(redis, subscribers, role), profiling, root)]
+  const intakeUrl = relays[0]!.baseUrl
+  const measured = relays.at(-1)!
+  // Warm up at the measured load, then let the warm-up's deliveries finish outside the window.
+  await (rate > 0 ? paced(intakeUrl, rate, 2) : blast(intakeUrl, { seconds: 2 }))
+  for (let last = -1, now = await deliveredToAll(subscribers); now !== last; last = now, now = await deliveredToAll(subscribers)) {
+    await new Promise((resolve) => setTimeout(resolve, role === 'intake' ? 0 : 1000))
+  }
+
+  const stats = new Redis(redis.url)
+  const pids = { relay: measured.pid, redis: redis.pid, subscribers: 0, 'load generator': process.pid }
+  const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)]))
+  const deliveredBefore = await deliveredToAll(subscribers)
+  const commandsBefore = await commandCounts(stats)
+  const started = performance.now()
+  const result = rate > 0
+    ? await paced(intakeUrl, rate, seconds).then((sent) => ({ rps: sent.ok / sent.seconds, total: sent.sent }))
+    : await blast(intakeUrl, { seconds })
+  const wallMs = performance.now() - started
+  const delivered = await deliveredToAll(subscribers) - deliveredBefore
+  const commandsAfter = await commandCounts(stats)
+  stats.disconnect()
+  const relayCpuMs = cpuMs(measured.pid) - cpuBefore.relay!
+  const cpu = Object.entries(pids).filter(([, pid]) => pid > 0)
+    .map(([name, pid]) => `${name} ${(100 * (cpuMs(pid) - cpuBefore[name]!) / wallMs).toFixed(0)} %`).join(', ')
+  const perEvent = [...commandsAfter].map(([name, calls]) => [name, (calls - (commandsBefore.get(name) ?? 0)) / result.total] as const)
+    .filter(([, calls]) => calls >= 0.05).sort((a, b) => b[1] - a[1])
+  const commands = `${perEvent.reduce((sum, [, calls]) => sum + calls, 0).toFixed(1)} ` +
+    `(${perEvent.map(([name, calls]) => `${name} ${calls.toFixed(1)}`).join(', ')})`
+  for (const relay of relays) await relay.stop()
+  await stats.quit().catch(() => undefined)
+  return { rps: result.rps, micros: 1000 * relayCpuMs / result.total, microsPerDelivered: 1000 * relayCpuMs / Math.max(1, delivered), delivered, cpu, commands }
+}
+
+function describe(name: string, m: Measurement, floorRps: number): string {
+  const perEvent = role === 'intake' ? '' : `, ${m.microsPerDelivered.toFixed(0)} µs per event delivered to all 3 (${m.delivered} delivered during the load)`
+  return `${name}: ${m.rps.toFixed(0)} req/s (${(m.rps / floorRps).toFixed(2)}× the floor); ${m.micros.toFixed(0)} µs CPU per request${perEvent}\n` +
+    `  CPU during the load (100 % = one core): ${m.cpu}\n  Redis commands per event sent: ${m.commands}\n`
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'persona-relay-profile-'))
+try {
+  const redis = await startRedis('aof-everysec')
+  const subscribers = await startTsServer<Subscribers>('subscribers.ts')
+  // The floor's CPU per request is the yardstick: it is steadier than req/s on a shared machine.
+  const floor = await startTsServer<{ ready: string }>('floor.ts')
+  await blast(floor.ready.ready, { seconds: 2 })
+  const floorCpuBefore = cpuMs(floor.pid)
+  const floorLoad = await blast(floor.ready.ready, { seconds })
+  const floorMicros = 1000 * (cpuMs(floor.pid) - floorCpuBefore) / floorLoad.total
+  await floor.stop()
+  const label = `ROLE=${role}${rate > 0 ? ` paced at ${rate}/s` : ''}`
+  process.stdout.write(`floor: ${floorLoad.rps.toFixed(0)} req/s, ${floorMicros.toFixed(0)} µs CPU per request\n`)
+
+  if (baseline) {
+    // In turns, so that whatever else the machine does weighs on both alike.
+    const runs: { before: Measurement[]; after: Measurement[] } = { before: [], after: [] }
+    for (let round = 1; round <= 2; round++) {
+      runs.before.push(await measure(baseline, redis, subscribers.ready))
+      process.stdout.write(describe(`baseline ${label}, round ${round}`, runs.before.at(-1)!, floorLoad.rps))
+      runs.after.push(await measure(ROOT, redis, subscribers.ready))
+      process.stdout.write(describe(`this checkout ${label}, round ${round}`, runs.after.at(-1)!, floorLoad.rps))
+    }
+    const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length
+    const memory = [await measureWaitingMemory(redis, subscribers.ready, 2000, baseline), await measureWaitingMemory(redis, subscribers.ready, 2000)]
+    process.stdout.write(`Redis memory per event waiting for delivery to 3 subscribers: baseline ${memory[0]!.toFixed(0)} B, this checkout ${memory[1]!.toFixed(0)} B\n`)
+    const key = role === 'intake' || rate === 0 ? 'micros' : 'microsPerDelivered'
+    const [before, after] = [mean(runs.before.map((run) => run[key])), mean(runs.after.map((run) => run[key]))]
+    process.stdout.write(`\nCPU per ${key === 'micros' ? 'request' : 'delivered event'}: baseline ${before.toFixed(0)} µs, this checkout ` +
+      `${after.toFixed(0)} µs (${(before / after).toFixed(2)}× as efficient); req/s ${mean(runs.before.map((run) => run.rps)).toFixed(0)} → ` +
+      `${mean(runs.after.map((run) => run.rps)).toFixed(0)}\n`)
+  } else {
+    const result = await measure(ROOT, redis, subscribers.ready, dir)
+    const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
+    if (!file) throw new Error('the relay wrote no profile')
+    process.stdout.write(`${describe(label, result, floorLoad.rps)}profile ${join(dir, file)}\n\n` +
+      summarise(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile))
+  }
+  await subscribers.stop()
+  await redis.stop()
+} catch (error) {
+  process.stderr.write(`profile failed: ${error instanceof Error ? error.stack : String(error)}\n`)
+  process.exitCode = 1
+} finally {
+  killAllNow()
+}
