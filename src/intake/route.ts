@@ -1,6 +1,5 @@
 import { isUtf8 } from 'node:buffer'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import fastifyRawBody from 'fastify-raw-body'
 import Type from 'typebox'
 import type { Config } from '../config/index.js'
 import { ErrorResponse, Errors, toServiceError } from '../errors.js'
@@ -25,6 +24,7 @@ interface IntakeContext {
 declare module 'fastify' {
   interface FastifyRequest {
     intake: IntakeContext | null
+    rawBody?: Buffer
   }
 }
 
@@ -35,21 +35,21 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
   const parseJson = app.getDefaultJsonParser('error', 'error')
   // Only JSON is a webhook: everything else (text/plain included) is 415 here.
   app.removeAllContentTypeParsers()
-  // fastify-raw-body keeps the exact bytes (request.rawBody) that Persona signed and subscribers
-  // get; the parser below only reads them as JSON. JSON is UTF-8 (RFC 8259), and subscribers get
-  // the bytes through a JSON job record, which only UTF-8 survives: other bytes are not JSON.
-  await app.register(fastifyRawBody, { global: false, encoding: false, runFirst: true, jsonContentTypes: [] })
+  // The parser keeps the exact bytes (request.rawBody) that Persona signed and subscribers get,
+  // and only reads them as JSON. JSON is UTF-8 (RFC 8259), and the stored body is read back for
+  // delivery as a string, which only UTF-8 survives: other bytes are not JSON.
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const raw = body as Buffer
+    request.rawBody = raw
     if (raw.length === 0 || !isUtf8(raw)) return done(new Errors.INVALID_JSON(), undefined)
     parseJson(request, raw.toString('utf8'), done)
   })
   app.decorateRequest('intake', null)
+  app.decorateRequest('rawBody', undefined)
 
   app.post(
     config.persona.path,
     {
-      config: { rawBody: true },
       // The envelope is checked only once the signature holds (preHandler), hence attachValidation.
       attachValidation: true,
       schema: {
@@ -86,7 +86,7 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     },
     async (request) => {
       if (request.validationError) throw new Errors.INVALID_EVENT()
-      const raw = request.rawBody as Buffer
+      const raw = request.rawBody!
       const event = toPersonaEvent(request.body)
       const intake = request.intake!
       intake.eventId = event.id
