@@ -6,7 +6,7 @@ import { Errors, toServiceError } from '../errors.js'
 import type { RelayMetrics } from '../ops/metrics.js'
 import { PersonaEventsApi, type EventsApiOptions } from '../persona/events-api.js'
 import type { EventStore } from '../store/event-store.js'
-import { acquireLock } from './lock.js'
+import { acquireLock, isHeldBy } from './lock.js'
 import { BackfillJobs, newJobId, type BackfillJob } from './jobs.js'
 import { maxBackfillAgeMs, type BackfillRange } from './range.js'
 import { runBackfill } from './run.js'
@@ -41,7 +41,7 @@ export interface BackfillerOptions {
  * The admin API, the CLI and the schedule all come through here.
  */
 export class Backfiller {
-  readonly jobs: BackfillJobs
+  private readonly jobs: BackfillJobs
   /** The furthest back a backfill may reach (see resolveRange). */
   readonly maxAgeMs: number
   private readonly api: PersonaEventsApi
@@ -60,10 +60,11 @@ export class Backfiller {
 
   /** Undefined when a backfill already runs somewhere; otherwise the job, recorded and running. */
   async start(request: BackfillRequest, onProgress?: (job: BackfillJob) => void): Promise<StartedBackfill | undefined> {
-    const lock = await acquireLock(this.options.redis, this.lockKey, this.options.lockTtlMs ?? LOCK_TTL_MS)
+    const id = newJobId()
+    const lock = await acquireLock(this.options.redis, this.lockKey, this.options.lockTtlMs ?? LOCK_TTL_MS, id)
     if (!lock) return undefined
     const job: BackfillJob = {
-      id: newJobId(),
+      id,
       status: 'running',
       trigger: request.trigger,
       since: new Date(request.range.sinceMs).toISOString(),
@@ -91,6 +92,19 @@ export class Backfiller {
     })
     this.running.set(job.id, { controller, done })
     return { job: { ...job }, done }
+  }
+
+  /**
+   * A backfill's record. One left `running` by an instance that died is reported interrupted once
+   * its lock is gone: a live run holds the lock until its final record is saved, hence the second read.
+   */
+  async get(id: string): Promise<BackfillJob | undefined> {
+    const job = await this.jobs.get(id)
+    if (job?.status !== 'running' || (await isHeldBy(this.options.redis, this.lockKey, id))) return job
+    const latest = await this.jobs.get(id)
+    if (latest?.status !== 'running') return latest
+    const { code, message } = new Errors.BACKFILL_INTERRUPTED()
+    return { ...latest, status: 'failed', error: { code, message } }
   }
 
   /** Interrupts what runs here (the records say so) and waits for it to stop. */

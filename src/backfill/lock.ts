@@ -19,10 +19,10 @@ export interface HeldLock {
 /**
  * A lock across every instance on one Redis: SET NX PX with a token of its own, renewed while held,
  * and released only by its holder (compare and delete), so that a holder whose lock expired cannot
- * release the next holder's.
+ * release the next holder's. The token starts with `holder`, for isHeldBy.
  */
-export async function acquireLock(redis: Redis, key: string, ttlMs: number): Promise<HeldLock | undefined> {
-  const token = randomUUID()
+export async function acquireLock(redis: Redis, key: string, ttlMs: number, holder: string): Promise<HeldLock | undefined> {
+  const token = `${holder} ${randomUUID()}`
   if ((await redis.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') return undefined
   const lost = new AbortController()
   let renewedAt = Date.now()
@@ -44,4 +44,9 @@ export async function acquireLock(redis: Redis, key: string, ttlMs: number): Pro
       await redis.eval(RELEASE_SCRIPT, 1, key, token).catch(() => undefined)
     }
   }
+}
+
+/** Whether `holder` holds the lock now, whichever instance it runs on. */
+export async function isHeldBy(redis: Redis, key: string, holder: string): Promise<boolean> {
+  return (await redis.get(key))?.startsWith(`${holder} `) ?? false
 }

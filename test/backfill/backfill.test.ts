@@ -1,4 +1,5 @@
 import t from 'tap'
+import { Redis } from 'ioredis'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
 import { ADMIN_TOKEN, admin, eventView } from '../helpers/admin.js'
 import { backfillEnv, finishedBackfill, metricSample, postBackfill, redisSnapshot } from '../helpers/backfill.js'
@@ -190,6 +191,22 @@ t.test('closing the app interrupts a running backfill, and its record says so', 
   await app.close()
   t.match(await finishedBackfill(second.app, started.body.id), { status: 'failed', error: { code: 'BACKFILL_INTERRUPTED' } })
   t.equal((await postBackfill(second.app, { since: '1h' })).statusCode, 202, 'the lock was released')
+})
+
+t.test('a backfill whose instance died is reported interrupted as soon as its lock is gone', async (t) => {
+  const api = await startPersonaApi({ answer: () => ({ status: 200, body: '{"data":[]}', delayMs: 5000 }) })
+  t.teardown(() => api.close())
+  const { app, redis } = await startRelay(t, { ADMIN_TOKEN, ...backfillEnv(api.baseUrl, API_KEY) })
+  const started = await postBackfill(app, { since: '1h' })
+  t.match(await admin(app, 'GET', `/admin/backfill/${started.body.id}`), { body: { status: 'running' } })
+  const client = new Redis(redis.url)
+  t.teardown(() => client.disconnect())
+  // As after a crash once the lock expired; the run here notices only at its next renewal, seconds later.
+  await client.del('persona-relay:backfill:lock')
+  t.match(await admin(app, 'GET', `/admin/backfill/${started.body.id}`), {
+    statusCode: 200,
+    body: { id: started.body.id, status: 'failed', error: { code: 'BACKFILL_INTERRUPTED' } }
+  })
 })
 
 t.test('Redis lost during a backfill: the run ends STORE_UNAVAILABLE and says so in the log', async (t) => {

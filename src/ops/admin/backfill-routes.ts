@@ -24,7 +24,7 @@ export const backfillRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/backfill/:id', { schema: { params: BackfillParams, response: { 200: BackfillJobSchema, ...Errors4xx } } }, async (request) => {
-    const job = await backfiller().jobs.get(request.params.id)
+    const job = await backfiller().get(request.params.id)
     if (!job) throw new Errors.BACKFILL_NOT_FOUND()
     return job
   })
