@@ -221,6 +221,8 @@ t.test('Redis lost during a backfill: the run ends STORE_UNAVAILABLE and says so
   t.match(failed, { backfillId: started.body.id, errorCode: 'STORE_UNAVAILABLE', queued: 0 })
   t.ok(logs.lines.some((line) => line.msg === 'event store unavailable' && line.source === 'backfill'))
   await waitUntil('the record failure', () => logs.lines.some((line) => line.msg === 'backfill record could not be saved' && line.backfillId === started.body.id))
+  t.match(await postBackfill(app, { since: '1h' }), { statusCode: 503, body: { code: 'STORE_UNAVAILABLE' } }, 'no lock without Redis')
+  t.match(await admin(app, 'GET', `/admin/backfill/${started.body.id}`), { statusCode: 503, body: { code: 'STORE_UNAVAILABLE' } })
   await redis.start()
   await waitUntil('a backfill to start again once Redis is back', async () => (await postBackfill(app, { since: '1h' })).statusCode === 202)
 })
