@@ -6,6 +6,7 @@ import { errorBody, Errors, toServiceError } from './errors.js'
 import { redisPlugin } from './store/redis.js'
 import { eventStorePlugin } from './store/event-store.js'
 import { deliveryPlugin } from './delivery/plugin.js'
+import { backfillPlugin } from './backfill/plugin.js'
 import { intakeRoutes } from './intake/route.js'
 import { healthRoutes } from './ops/health.js'
 import { metricsPlugin } from './ops/metrics.js'
@@ -87,6 +88,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(metricsPlugin, { metricsPort: config.metricsPort, host: config.host })
   await app.register(eventStorePlugin, { prefix: config.redis.prefix, dedupeTtlSeconds: config.dedupeTtlSeconds })
   await app.register(deliveryPlugin, { config })
+  await app.register(backfillPlugin, { config })
   await app.register(healthRoutes)
   // A worker-only instance does not take webhooks; it still serves health and the admin API.
   if (config.role !== 'worker') await app.register(intakeRoutes, { config })

@@ -43,6 +43,21 @@ export const Errors = {
   DELIVERY_NOT_FOUND: createError('DELIVERY_NOT_FOUND', 'No such delivery', 404),
   DELIVERY_NOT_FAILED: createError('DELIVERY_NOT_FAILED', 'Only a failed delivery can be retried', 409),
   SUBSCRIBER_NOT_FOUND: createError('SUBSCRIBER_NOT_FOUND', 'No such subscriber is configured', 404),
+  BACKFILL_NOT_CONFIGURED: createError('BACKFILL_NOT_CONFIGURED', 'Backfill needs PERSONA_API_KEY, which is not set', 404),
+  BACKFILL_NOT_FOUND: createError('BACKFILL_NOT_FOUND', 'No such backfill (they are kept for 7 days)', 404),
+  BACKFILL_RUNNING: createError('BACKFILL_RUNNING', 'A backfill is already running', 409),
+  /** %s is the rule the range broke (never the value sent). */
+  INVALID_BACKFILL_RANGE: createError('INVALID_BACKFILL_RANGE', 'Invalid backfill range: %s', 400),
+  /** Persona's Events API: these end a backfill run and are shown in its status, never answered to a request. */
+  PERSONA_API_UNAUTHORIZED: createError(
+    'PERSONA_API_UNAUTHORIZED',
+    'Persona refused PERSONA_API_KEY (HTTP %s): check that the key exists, is not expired or rotated, and may list events',
+    502
+  ),
+  PERSONA_API_REJECTED: createError('PERSONA_API_REJECTED', 'Persona rejected the events request (HTTP %s)', 502),
+  PERSONA_API_UNAVAILABLE: createError('PERSONA_API_UNAVAILABLE', 'Persona\'s Events API did not answer successfully after %s attempts (%s)', 502),
+  PERSONA_API_BAD_RESPONSE: createError('PERSONA_API_BAD_RESPONSE', 'Persona\'s Events API answered something unexpected: %s', 502),
+  BACKFILL_INTERRUPTED: createError('BACKFILL_INTERRUPTED', 'The backfill stopped before it finished (shutdown or lost lock)', 503),
   INTERNAL: createError('INTERNAL_ERROR', 'Internal error', 500)
 } as const
 

@@ -1,4 +1,5 @@
 import { consoleOutput, UsageError, type Output } from './args.js'
+import { BACKFILL_USAGE, backfill } from './backfill.js'
 import { DEMO_SUBSCRIBER_USAGE, demoSubscriber } from './demo-subscriber.js'
 import { SEND_USAGE, send } from './send.js'
 import { VERIFY_USAGE, verify } from './verify.js'
@@ -9,6 +10,7 @@ Commands:
   send             sign and post a test Persona webhook to a relay
   verify           check a body and Persona-Signature header, and say why they do not verify
   demo-subscriber  a subscriber that checks our signature and logs event ids
+  backfill         fetch events the relay missed from Persona's Events API and queue them
 
 The service itself runs with \`npm start\` (node dist/server.js).
 
@@ -16,7 +18,9 @@ ${SEND_USAGE}
 
 ${VERIFY_USAGE}
 
-${DEMO_SUBSCRIBER_USAGE}`
+${DEMO_SUBSCRIBER_USAGE}
+
+${BACKFILL_USAGE}`
 
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -41,6 +45,8 @@ export async function main(
         return (await send(rest, env, output)) === 0 ? 0 : 1
       case 'verify':
         return await verify(rest, env, output, stdin)
+      case 'backfill':
+        return await backfill(rest, env, output)
       case 'demo-subscriber':
         await demoSubscriber(rest, env, output)
         return undefined

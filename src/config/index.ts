@@ -52,6 +52,19 @@ export interface Config {
   metricsPort: number | undefined
   subscribers: SubscriberConfig[]
   shutdownTimeoutMs: number
+  /** Persona's Events API, for backfill; undefined without PERSONA_API_KEY. */
+  personaApi: PersonaApiConfig | undefined
+  /** How often the worker role backfills on its own; undefined: only when asked. */
+  backfillIntervalMs: number | undefined
+}
+
+export interface PersonaApiConfig {
+  key: string
+  baseUrl: string
+  /** Sent as Persona-Version; unset, the key's default version applies. */
+  version: string | undefined
+  /** Sent as Key-Inflection; unset, the organisation's default applies. */
+  keyInflection: 'camel' | 'kebab' | 'snake' | undefined
 }
 
 export class ConfigError extends Error {
@@ -79,6 +92,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const trustProxyProblem = global ? trustProxyProblemOf(global.TRUST_PROXY) : undefined
   if (trustProxyProblem) problems.push(`TRUST_PROXY: ${trustProxyProblem}`)
+  if (global?.BACKFILL_INTERVAL_SECONDS !== undefined && !global.PERSONA_API_KEY) {
+    problems.push('BACKFILL_INTERVAL_SECONDS: needs PERSONA_API_KEY, as backfill reads Persona\'s Events API')
+  }
   if (!global || problems.length > 0) throw new ConfigError(problems)
 
   return {
@@ -106,7 +122,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     trustProxy: parseTrustProxy(global.TRUST_PROXY),
     metricsPort: global.METRICS_PORT,
     subscribers: subscribers.sort((a, b) => a.name.localeCompare(b.name)),
-    shutdownTimeoutMs: global.SHUTDOWN_TIMEOUT_MS
+    shutdownTimeoutMs: global.SHUTDOWN_TIMEOUT_MS,
+    personaApi: global.PERSONA_API_KEY
+      ? {
+          key: global.PERSONA_API_KEY,
+          baseUrl: global.PERSONA_API_BASE_URL.replace(/\/$/, ''),
+          version: global.PERSONA_API_VERSION,
+          keyInflection: global.PERSONA_API_KEY_INFLECTION
+        }
+      : undefined,
+    backfillIntervalMs: global.BACKFILL_INTERVAL_SECONDS === undefined ? undefined : Math.round(global.BACKFILL_INTERVAL_SECONDS * 1000)
   }
 }
 

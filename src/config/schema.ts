@@ -46,7 +46,14 @@ export const EnvSchema = Type.Object({
    */
   TRUST_PROXY: Type.String({ pattern: '^\\S+$', default: 'false' }),
   ADMIN_TOKEN: Type.Optional(Type.String({ pattern: '^\\S{16,}$' })),
-  SHUTDOWN_TIMEOUT_MS: Type.Integer({ ...PositiveInteger, default: 20000 })
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ ...PositiveInteger, default: 20000 }),
+  /** Enables backfill from Persona's Events API. */
+  PERSONA_API_KEY: Type.Optional(Type.String({ pattern: '^\\S+$' })),
+  PERSONA_API_BASE_URL: Type.String({ pattern: '^https?://[^\\s/?#]+/?$', default: 'https://api.withpersona.com' }),
+  PERSONA_API_VERSION: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]+$' })),
+  PERSONA_API_KEY_INFLECTION: Type.Optional(Type.Enum(['camel', 'kebab', 'snake'])),
+  /** Continuous backfill in the worker role; unset, backfill runs only when asked. */
+  BACKFILL_INTERVAL_SECONDS: Type.Optional(Type.Number({ exclusiveMinimum: 0 }))
 })
 
 export type Env = Static<typeof EnvSchema>

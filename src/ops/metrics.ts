@@ -7,6 +7,8 @@ import type { IntakeOutcome } from '../intake/outcome.js'
 
 export type AttemptMetricOutcome = 'success' | 'http_error' | 'timeout' | 'network_error' | 'gone'
 
+export type BackfillEventOutcome = 'queued' | 'skipped' | 'invalid' | 'would_queue'
+
 const QUEUE_STATES = ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const
 
 /**
@@ -46,6 +48,19 @@ export class RelayMetrics {
     help: 'From intake accepted to the subscriber answering 2xx',
     labelNames: ['subscriber'],
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 86400],
+    registers: [this.registry]
+  })
+
+  private readonly backfillEventsTotal = new Counter({
+    name: 'persona_relay_backfill_events_total',
+    help: 'Events listed by a backfill, by what was done with them',
+    labelNames: ['outcome'],
+    registers: [this.registry]
+  })
+  private readonly backfillRunsTotal = new Counter({
+    name: 'persona_relay_backfill_runs_total',
+    help: 'Backfill runs by result',
+    labelNames: ['result'],
     registers: [this.registry]
   })
 
@@ -102,6 +117,14 @@ export class RelayMetrics {
   attempt(subscriber: string, outcome: AttemptMetricOutcome, seconds: number): void {
     this.attemptsTotal.inc({ subscriber, outcome })
     this.attemptDuration.observe({ subscriber }, seconds)
+  }
+
+  backfillEvents(outcome: BackfillEventOutcome, count = 1): void {
+    this.backfillEventsTotal.inc({ outcome }, count)
+  }
+
+  backfillRun(result: 'succeeded' | 'failed'): void {
+    this.backfillRunsTotal.inc({ result })
   }
 
   delivered(subscriber: string, receivedAt: string): void {

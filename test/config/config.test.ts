@@ -37,7 +37,9 @@ t.test('only the webhook secret is required; everything else has a default', asy
     trustProxy: false,
     metricsPort: undefined,
     subscribers: [],
-    shutdownTimeoutMs: 20000
+    shutdownTimeoutMs: 20000,
+    personaApi: undefined,
+    backfillIntervalMs: undefined
   })
 })
 
@@ -80,6 +82,32 @@ t.test('every global variable is converted to its typed setting', async (t) => {
   for (const [key, value, read, expected] of cases) {
     t.same(read(load({ [key]: value })), expected, `${key}=${JSON.stringify(value)}`)
   }
+})
+
+t.test('PERSONA_API_KEY enables backfill, with the API settings around it', async (t) => {
+  t.same(load({ PERSONA_API_KEY: 'persona_production_abc' }).personaApi, {
+    key: 'persona_production_abc',
+    baseUrl: 'https://api.withpersona.com',
+    version: undefined,
+    keyInflection: undefined
+  })
+  const config = load({
+    PERSONA_API_KEY: 'persona_sandbox_abc',
+    PERSONA_API_BASE_URL: 'http://127.0.0.1:8080/',
+    PERSONA_API_VERSION: '2023-01-05',
+    PERSONA_API_KEY_INFLECTION: 'snake',
+    BACKFILL_INTERVAL_SECONDS: '300.5'
+  })
+  t.same(config.personaApi, { key: 'persona_sandbox_abc', baseUrl: 'http://127.0.0.1:8080', version: '2023-01-05', keyInflection: 'snake' })
+  t.equal(config.backfillIntervalMs, 300500)
+  t.equal(load({ PERSONA_API_VERSION: '2023-01-05' }).personaApi, undefined, 'nothing without the key')
+})
+
+t.test('a bad PERSONA_API_KEY or API URL is never echoed', async (t) => {
+  const error = problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, PERSONA_API_KEY: 'persona live key', PERSONA_API_BASE_URL: 'ftp://user:pw@api' })
+  t.equal(error.problems.length, 2)
+  t.notMatch(error.message, 'persona live key')
+  t.notMatch(error.message, 'user:pw')
 })
 
 t.test('the webhook secret is a comma list; spaces and empty items are dropped', async (t) => {
@@ -272,6 +300,13 @@ t.test('each bad value is reported against its key', async (t) => {
     [{ DELIVERY_HISTORY_HOURS: '1,5' }, /^DELIVERY_HISTORY_HOURS: must be number/],
     [{ DEAD_LETTER_RETENTION_DAYS: 'never' }, /^DEAD_LETTER_RETENTION_DAYS: must be number/],
     [{ SHUTDOWN_TIMEOUT_MS: '0' }, /^SHUTDOWN_TIMEOUT_MS: must be >= 1/],
+    [{ PERSONA_API_KEY: 'two words' }, /^PERSONA_API_KEY: must match pattern [^(]*$/],
+    [{ PERSONA_API_KEY: 'k', PERSONA_API_BASE_URL: 'api.withpersona.com' }, /^PERSONA_API_BASE_URL: must match pattern/],
+    [{ PERSONA_API_KEY: 'k', PERSONA_API_BASE_URL: 'https://api.withpersona.com/api/v1' }, /^PERSONA_API_BASE_URL: must match pattern/],
+    [{ PERSONA_API_KEY: 'k', PERSONA_API_VERSION: '2023 01 05' }, /^PERSONA_API_VERSION: must match pattern .* \(got "2023 01 05"\)$/],
+    [{ PERSONA_API_KEY: 'k', PERSONA_API_KEY_INFLECTION: 'pascal' }, /^PERSONA_API_KEY_INFLECTION: must be equal to one of the allowed values$/],
+    [{ PERSONA_API_KEY: 'k', BACKFILL_INTERVAL_SECONDS: '0' }, /^BACKFILL_INTERVAL_SECONDS: must be > 0 \(got "0"\)$/],
+    [{ BACKFILL_INTERVAL_SECONDS: '60' }, /^BACKFILL_INTERVAL_SECONDS: needs PERSONA_API_KEY, as backfill reads Persona's Events API$/],
     // Fastify 5 ignores a hop count (fails closed): accepted, it would make every forwarded client the proxy.
     [{ TRUST_PROXY: '2' }, /^TRUST_PROXY: a hop count is not supported: Fastify ignores it; use true or the proxies' addresses\/CIDRs \(got "2"\)$/],
     [{ TRUST_PROXY: 'yes' }, /^TRUST_PROXY: expected true, false, or addresses\/CIDRs of proxies/],

@@ -23,6 +23,15 @@ t.test('each of our errors labels the request with its outcome', async (t) => {
     ['DELIVERY_NOT_FOUND', 'error'],
     ['DELIVERY_NOT_FAILED', 'error'],
     ['SUBSCRIBER_NOT_FOUND', 'error'],
+    ['BACKFILL_NOT_CONFIGURED', 'error'],
+    ['BACKFILL_NOT_FOUND', 'error'],
+    ['BACKFILL_RUNNING', 'error'],
+    ['INVALID_BACKFILL_RANGE', 'error'],
+    ['PERSONA_API_UNAUTHORIZED', 'error'],
+    ['PERSONA_API_REJECTED', 'error'],
+    ['PERSONA_API_UNAVAILABLE', 'error'],
+    ['PERSONA_API_BAD_RESPONSE', 'error'],
+    ['BACKFILL_INTERRUPTED', 'error'],
     ['INTERNAL', 'error']
   ]
   t.same(Object.keys(Errors).sort(), cases.map(([key]) => key).sort(), 'the table covers every error')

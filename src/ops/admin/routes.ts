@@ -10,6 +10,7 @@ import {
   retryFailedDeliveries,
   type DeliveryView
 } from '../../delivery/deliveries.js'
+import { backfillRoutes } from './backfill-routes.js'
 import { bearerTokenMatches } from './bearer-token.js'
 import {
   BulkRetryBody,
@@ -34,6 +35,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
   app.addHook('onRequest', async (request) => {
     if (!bearerTokenMatches(request.headers.authorization, token)) throw new Errors.ADMIN_UNAUTHORIZED()
   })
+  await app.register(backfillRoutes)
 
   function queueOf(name: string) {
     const queue = queues.get(name)

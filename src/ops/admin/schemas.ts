@@ -89,3 +89,19 @@ export const SubscriberSchema = Type.Object({
 })
 
 export const SubscriberList = Type.Object({ subscribers: Type.Array(SubscriberSchema) })
+
+export const BackfillBody = Type.Object(
+  {
+    /** An ISO 8601 time with its zone, or a duration back from now (`30m`, `2h`, `7d`). */
+    since: Type.String({ minLength: 1, maxLength: 64 }),
+    /** Same forms; default now. */
+    until: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    dryRun: Type.Optional(Type.Boolean())
+  },
+  { additionalProperties: false }
+)
+
+/** Any id that is not a backfill's is simply not found (404). */
+export const BackfillParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) })
+
+export { BackfillJobSchema } from '../../backfill/jobs.js'
