@@ -65,7 +65,7 @@ export async function attemptDelivery(
   const result = await sendDelivery(subscriber, job.data, lookup.body, attempt)
   const verdict = judgeAttempt(result, Date.now())
   const history = job.log(JSON.stringify(attemptRecord(result, attempt, startedAt, probe)))
-  // Sent in the same write as the history row: the body goes as soon as the last subscriber has it.
+  // Alongside the history row: the body goes as soon as the last subscriber has it.
   await (verdict.kind === 'delivered' ? Promise.all([history, bodies.settle(eventId, subscriber.name)]) : history)
   const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
   metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
