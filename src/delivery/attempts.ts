@@ -30,12 +30,25 @@ export function attemptRecord(result: AttemptResult, attempt: number, startedAt:
   }
 }
 
+/**
+ * A delivery's history: its job's log rows, then the attempt that completed it, which the worker
+ * returns as the job's result (saving a write per delivery) rather than logging it.
+ */
+export function deliveryHistory(logRows: readonly string[], returnValue: unknown): AttemptRecord[] {
+  const completing = (returnValue as { attempt?: unknown } | null | undefined)?.attempt
+  return [...parseAttemptLog(logRows), ...(isAttemptRecord(completing) ? [completing] : [])]
+}
+
+function isAttemptRecord(value: unknown): value is AttemptRecord {
+  return typeof value === 'object' && value !== null && typeof (value as Partial<AttemptRecord>).attempt === 'number'
+}
+
 /** The history in a job's log rows; a row that is not an attempt record (`null` parses too) is skipped. */
 export function parseAttemptLog(rows: readonly string[]): AttemptRecord[] {
   return rows.flatMap((row) => {
     try {
-      const parsed = JSON.parse(row) as Partial<AttemptRecord> | null
-      return typeof parsed === 'object' && parsed !== null && typeof parsed.attempt === 'number' ? [parsed as AttemptRecord] : []
+      const parsed: unknown = JSON.parse(row)
+      return isAttemptRecord(parsed) ? [parsed] : []
     } catch {
       return []
     }

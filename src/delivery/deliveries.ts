@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { Job, JobType, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
-import { parseAttemptLog, type AttemptRecord } from './attempts.js'
+import { deliveryHistory, type AttemptRecord } from './attempts.js'
 import type { DeliveryJobData } from './job.js'
 import { EXPIRED_REASON, GONE_REASON } from './worker.js'
 
@@ -101,7 +101,7 @@ async function toView(
     ...(due !== undefined ? { nextAttemptAt: new Date(due).toISOString() } : {}),
     ...(failed && job.failedReason ? { failedReason: job.failedReason } : {}),
     ...(failed ? { deadLetterReason: deadLetterReason(job.failedReason) } : {}),
-    attempts: parseAttemptLog(logs)
+    attempts: deliveryHistory(logs, job.returnvalue)
   }
 }
 

@@ -38,7 +38,8 @@ export interface SubscriberControlOptions {
  * interval; the first success resumes the queue. An operator can pause and resume by hand.
  */
 export class SubscriberControl {
-  private readonly failuresKey: string
+  /** The consecutive-failure count; a delivered attempt deletes it (with the body's release, worker.ts). */
+  readonly failuresKey: string
   private readonly pauseKey: string
   private readonly probeLockKey: string
   private readonly probeTurnKey: string
@@ -53,10 +54,6 @@ export class SubscriberControl {
 
   get name(): string {
     return this.options.subscriber.name
-  }
-
-  async recordSuccess(): Promise<void> {
-    await this.options.redis.del(this.failuresKey)
   }
 
   async recordFailure(): Promise<void> {
@@ -114,11 +111,15 @@ export class SubscriberControl {
     if (!job) return false
     if (!job.data.deliveredByProbe) {
       const delivery = await attempt(job)
-      if (delivery.kind === 'attempted' && delivery.verdict.kind !== 'delivered') {
-        await redis.incr(this.failuresKey)
-        return false
+      if (delivery.kind === 'attempted') {
+        await job.log(JSON.stringify(delivery.record))
+        if (delivery.verdict.kind !== 'delivered') {
+          await redis.incr(this.failuresKey)
+          return false
+        }
       }
-      // The job itself is still queued: when the queue resumes, the worker completes it unsent.
+      // The job itself is still queued: when the queue resumes, the worker completes it unsent and
+      // releases its body.
       await job.updateData({ ...job.data, deliveredByProbe: true })
       // Delivered before, by an attempt cut off before it completed: that says nothing of the subscriber now.
       if (delivery.kind === 'settled') return false

@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
-import { attemptRecord } from './attempts.js'
+import { attemptRecord, type AttemptRecord } from './attempts.js'
 import { queueName, type DeliveryJobData } from './job.js'
 import { retryDelayMs } from './retry-schedule.js'
 import { judgeAttempt, type AttemptVerdict } from './retry-policy.js'
@@ -41,14 +41,14 @@ export interface DeliveryWorkerOptions extends DeliveryContext {
 }
 
 export type DeliveryOutcome =
-  | { kind: 'attempted'; result: AttemptResult; verdict: AttemptVerdict }
+  | { kind: 'attempted'; result: AttemptResult; verdict: AttemptVerdict; record: AttemptRecord }
   /** An earlier attempt delivered it but was cut off before the delivery completed. */
   | { kind: 'settled' }
 
 /**
- * One attempt at a delivery: fetch the shared body, send, record the attempt in the delivery's
- * history, log it, and release the body once delivered. Shared by the worker and the circuit
- * breaker's probe so that both leave the same trace.
+ * One attempt at a delivery: fetch the shared body, send, judge, count and log it. Shared by the
+ * worker and the circuit breaker's probe so that both leave the same trace; each keeps the
+ * attempt's record and releases the body in its own way.
  */
 export async function attemptDelivery(
   subscriber: SubscriberConfig,
@@ -64,9 +64,6 @@ export async function attemptDelivery(
   const startedAt = new Date()
   const result = await sendDelivery(subscriber, job.data, lookup.body, attempt)
   const verdict = judgeAttempt(result, Date.now())
-  const history = job.log(JSON.stringify(attemptRecord(result, attempt, startedAt, probe)))
-  // Alongside the history row: the body goes as soon as the last subscriber has it.
-  await (verdict.kind === 'delivered' ? Promise.all([history, bodies.settle(eventId, subscriber.name)]) : history)
   const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
   metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
   if (verdict.kind === 'delivered') metrics.delivered(subscriber.name, job.data.receivedAt)
@@ -84,24 +81,25 @@ export async function attemptDelivery(
     },
     'delivery attempt'
   )
-  return { kind: 'attempted', result, verdict }
+  return { kind: 'attempted', result, verdict, record: attemptRecord(result, attempt, startedAt, probe) }
 }
 
 export function createDeliveryWorker({ subscriber, connection, prefix, control, deadLetterRetentionSeconds, ...context }: DeliveryWorkerOptions) {
   const processor = async (job: Job<DeliveryJobData>) => {
     if (job.data.deliveredByProbe) {
-      // The probe released the body already, unless its instance stopped in between.
       await context.bodies.settle(job.data.eventId, subscriber.name)
       return { deliveredByProbe: true }
     }
     const delivery = await attemptDelivery(subscriber, job, context)
     if (delivery.kind === 'settled') return { alreadyDelivered: true }
-    const { result, verdict } = delivery
+    const { result, verdict, record } = delivery
     if (verdict.kind === 'delivered') {
-      await control.recordSuccess()
-      return { status: result.status, durationMs: result.durationMs }
+      // One round trip: the body goes if this was the last subscriber, and the breaker's count resets.
+      // The attempt's record is the job's result, which BullMQ stores with the completion.
+      await context.bodies.settle(job.data.eventId, subscriber.name, [control.failuresKey])
+      return { status: result.status, durationMs: result.durationMs, attempt: record }
     }
-    await control.recordFailure()
+    await Promise.all([job.log(JSON.stringify(record)), control.recordFailure()])
     const lastAttempt = verdict.kind === 'gone' || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
     if (lastAttempt) await context.bodies.retain(job.data.eventId, deadLetterRetentionSeconds)
     if (verdict.kind === 'gone') throw new UnrecoverableError(GONE_REASON)

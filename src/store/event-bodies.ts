@@ -21,8 +21,9 @@ return {3}
 
 // Idempotent: a delivery settled twice (a retried completion) removes its subscriber once. Without
 // the record (a dead letter kept past DEDUPE_TTL_SECONDS) other dead letters may still need the
-// body, which then lives out its own expiry.
+// body, which then lives out its own expiry. KEYS[3…] are the caller's, deleted in the same trip.
 const SETTLE_SCRIPT = `
+for index = 3, #KEYS do redis.call('DEL', KEYS[index]) end
 local pending = redis.call('HGET', KEYS[1], 'pending')
 if not pending then return 0 end
 local rest = {}
@@ -40,7 +41,7 @@ return 1
 
 interface BodyRedis extends Redis {
   lookupBody(eventKey: string, bodyKey: string, subscriber: string): Promise<[number, string?]>
-  settleBody(eventKey: string, bodyKey: string, subscriber: string): Promise<number>
+  settleBody(numberOfKeys: number, ...keysThenSubscriber: string[]): Promise<number>
 }
 
 /**
@@ -56,7 +57,7 @@ export class EventBodies {
     this.keys = storeKeys(prefix)
     if (!('lookupBody' in redis)) {
       redis.defineCommand('lookupBody', { numberOfKeys: 2, lua: LOOKUP_SCRIPT })
-      redis.defineCommand('settleBody', { numberOfKeys: 2, lua: SETTLE_SCRIPT })
+      redis.defineCommand('settleBody', { lua: SETTLE_SCRIPT })
     }
     this.redis = redis as BodyRedis
   }
@@ -67,9 +68,12 @@ export class EventBodies {
     return kind === 2 ? { kind: 'settled' } : { kind: 'expired' }
   }
 
-  /** The subscriber has the event (or will never be sent it): it no longer holds the body. */
-  async settle(eventId: string, subscriber: string): Promise<void> {
-    await this.redis.settleBody(this.keys.event(eventId), this.keys.body(eventId), subscriber)
+  /**
+   * The subscriber has the event (or will never be sent it): it no longer holds the body.
+   * `alsoDelete` are keys the caller resets in the same round trip (the circuit breaker's count).
+   */
+  async settle(eventId: string, subscriber: string, alsoDelete: readonly string[] = []): Promise<void> {
+    await this.redis.settleBody(2 + alsoDelete.length, this.keys.event(eventId), this.keys.body(eventId), ...alsoDelete, subscriber)
   }
 
   /** A dead letter keeps its body, for a replay, as long as the dead letter itself is kept. */

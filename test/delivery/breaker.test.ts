@@ -1,8 +1,7 @@
 import t from 'tap'
 import type { App } from '../../src/app.js'
-import { parseAttemptLog, type AttemptRecord } from '../../src/delivery/attempts.js'
 import { personaEvent, startRelay, uniqueEventId, type LogCapture } from '../helpers/app.js'
-import { postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
+import { history, postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
 import { startSubscriber, type ReceivedRequest } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
@@ -13,9 +12,6 @@ async function pausedSubscribers(app: App): Promise<string[]> {
   return (response.json() as { pausedSubscribers: string[] }).pausedSubscribers
 }
 
-async function history(app: App, subscriber: string, eventId: string): Promise<AttemptRecord[]> {
-  return parseAttemptLog((await app.delivery.queues.get(subscriber)!.getJobLogs(eventId)).logs)
-}
 
 function logLines(logs: LogCapture, msg: string) {
   return logs.lines.filter((line) => line.msg === msg)

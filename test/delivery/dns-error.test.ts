@@ -1,8 +1,7 @@
 import t from 'tap'
-import { parseAttemptLog } from '../../src/delivery/attempts.js'
 import { classifyError } from '../../src/delivery/sender.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { postEvent, waitForJob } from '../helpers/delivery.js'
+import { history, postEvent, waitForJob } from '../helpers/delivery.js'
 
 t.test('a subscriber host that does not resolve is a dns failure, retried and recorded as such', async (t) => {
   // .invalid never resolves (RFC 6761), so this needs no network.
@@ -16,7 +15,7 @@ t.test('a subscriber host that does not resolve is a dns failure, retried and re
   const job = await waitForJob(app, 'GHOST', id, 'failed')
   t.equal(job.attemptsMade, 2, 'retried up to the last attempt')
   t.equal(job.failedReason, 'delivery failed: dns')
-  const attempts = parseAttemptLog((await app.delivery.queues.get('GHOST')!.getJobLogs(id)).logs)
+  const attempts = await history(app, 'GHOST', id)
   t.same(attempts.map((attempt) => [attempt.attempt, attempt.outcome, attempt.errorClass]), [
     [1, 'network_error', 'dns'],
     [2, 'network_error', 'dns']

@@ -1,19 +1,15 @@
 import { Queue, Worker } from 'bullmq'
 import t, { type Test } from 'tap'
 import type { App } from '../../src/app.js'
-import { parseAttemptLog } from '../../src/delivery/attempts.js'
 import type { DeliveryJobData } from '../../src/delivery/job.js'
 import { sweepRetention } from '../../src/delivery/maintenance.js'
 import { RESPONSE_EXCERPT_BYTES } from '../../src/delivery/sender.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { postEvent, storedBody, unusualBody, waitForJob } from '../helpers/delivery.js'
+import { history, postEvent, storedBody, unusualBody, waitForJob } from '../helpers/delivery.js'
 import { freePort } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
-async function history(app: App, subscriber: string, eventId: string) {
-  return parseAttemptLog((await app.delivery.queues.get(subscriber)!.getJobLogs(eventId)).logs)
-}
 
 /** The Redis keys of a delivery that hold its data and its attempt history. */
 async function storedKeys(app: App, subscriber: string, eventId: string): Promise<number> {
@@ -120,7 +116,7 @@ async function relayWithRetention(t: Test, retention: Record<string, string>) {
   await postEvent(relay.app, personaEvent(id))
   await waitForJob(relay.app, 'OK', id, 'completed')
   await waitForJob(relay.app, 'DEAD', id, 'failed')
-  t.equal(await storedKeys(relay.app, 'OK', id), 2, 'the completed delivery and its history are stored')
+  t.equal(await storedKeys(relay.app, 'OK', id), 1, 'the completed delivery is stored, its one attempt in its result')
   t.equal(await storedKeys(relay.app, 'DEAD', id), 2, 'the dead letter and its history are stored')
   return { ...relay, id }
 }
@@ -144,7 +140,7 @@ t.test('dead letters older than DEAD_LETTER_RETENTION_DAYS disappear with body a
   const age = await removedAfterMs(app, 'DEAD', id)
   t.ok(age >= 864 - 10 && age <= 864 + 200 + 300, `removed ${age} ms after it failed`)
   t.equal(await app.delivery.queues.get('DEAD')!.getJobState(id), 'unknown')
-  t.equal(await storedKeys(app, 'OK', id), 2, 'the completed delivery stays for DELIVERY_HISTORY_HOURS')
+  t.equal(await storedKeys(app, 'OK', id), 1, 'the completed delivery stays for DELIVERY_HISTORY_HOURS')
   t.equal(await app.delivery.queues.get('OK')!.getJobState(id), 'completed')
 })
 
@@ -156,7 +152,7 @@ t.test('sweepRetention removes only what is older than each limit and says how m
   const tenSeconds = { ...config.delivery, historyHours: 10 / 3600, deadLetterRetentionDays: 10 / 86400 }
   t.equal(await sweepRetention(okQueue, tenSeconds), 0, 'nothing is ten seconds old')
   t.equal(await sweepRetention(deadQueue, tenSeconds), 0)
-  t.equal(await storedKeys(app, 'OK', id), 2)
+  t.equal(await storedKeys(app, 'OK', id), 1)
   t.equal(await storedKeys(app, 'DEAD', id), 2)
 
   const oneMs = { ...config.delivery, historyHours: 0.001 / 3600, deadLetterRetentionDays: 0.001 / 86400 }

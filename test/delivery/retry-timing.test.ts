@@ -1,9 +1,8 @@
 import t, { type Test } from 'tap'
 import type { App } from '../../src/app.js'
-import { parseAttemptLog } from '../../src/delivery/attempts.js'
 import { GONE_REASON } from '../../src/delivery/worker.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { closeServer, deliveryAttempts, listenOn, postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
+import { closeServer, deliveryAttempts, history, listenOn, postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 
 /** How late BullMQ may start a due retry on a loaded test machine; never how early. */
@@ -11,9 +10,6 @@ const LATE_MS = 150
 /** Request times are taken on arrival, the delay from the end of the previous attempt. */
 const EARLY_MS = 5
 
-async function history(app: App, eventId: string) {
-  return parseAttemptLog((await app.delivery.queues.get('X')!.getJobLogs(eventId)).logs)
-}
 
 function gaps(times: readonly number[]): number[] {
   return times.slice(1).map((time, index) => time - times[index]!)
@@ -125,7 +121,7 @@ t.test('a 429 with Retry-After: 1 delays the next attempt by a second instead of
   const [afterRetryAfter, afterPlain429] = gaps(subscriber.arrivals)
   t.ok(afterRetryAfter! >= 1000 - EARLY_MS && afterRetryAfter! <= 1000 + LATE_MS, `waited ${afterRetryAfter} ms after Retry-After: 1`)
   t.ok(afterPlain429! <= 60 + LATE_MS, `a 429 without Retry-After waited ${afterPlain429} ms, the 0.05 s schedule`)
-  t.same((await history(app, id)).map(({ attempt, status }) => ({ attempt, status })), [
+  t.same((await history(app, 'X', id)).map(({ attempt, status }) => ({ attempt, status })), [
     { attempt: 1, status: 429 },
     { attempt: 2, status: 429 },
     { attempt: 3, status: 200 }
@@ -174,7 +170,7 @@ t.test('410 Gone ends the delivery after exactly one attempt, failed as gone', a
   t.equal(job.attemptsMade, 1)
   t.equal(await storedBody(app, id), body, 'kept for a replay to a fixed endpoint')
   t.equal(subscriber.received.length, 1)
-  t.same((await history(app, id)).map(({ attempt, outcome, status, response }) => ({ attempt, outcome, status, response })), [
+  t.same((await history(app, 'X', id)).map(({ attempt, outcome, status, response }) => ({ attempt, outcome, status, response })), [
     { attempt: 1, outcome: 'http_error', status: 410, response: 'this endpoint was removed' }
   ])
   t.same(deliveryAttempts(logs, 'X', id).map(({ outcome, status }) => ({ outcome, status })), [{ outcome: 'gone', status: 410 }])
@@ -190,7 +186,7 @@ t.test('a 404 is retried on the schedule like any other 4xx', async (t) => {
   const job = await waitForJob(app, 'X', id, 'completed')
   t.equal(job.attemptsMade, 2)
   assertWithinJitter(t, gaps(subscriber.received.map((request) => request.at)), [0.2])
-  t.same((await history(app, id)).map(({ attempt, outcome, status }) => ({ attempt, outcome, status })), [
+  t.same((await history(app, 'X', id)).map(({ attempt, outcome, status }) => ({ attempt, outcome, status })), [
     { attempt: 1, outcome: 'http_error', status: 404 },
     { attempt: 2, outcome: 'success', status: 200 }
   ])

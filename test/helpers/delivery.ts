@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { App } from '../../src/app.js'
+import { deliveryHistory, type AttemptRecord } from '../../src/delivery/attempts.js'
 import { signedHeaders, type LogCapture } from './app.js'
 import { waitUntil } from './wait-until.js'
 
@@ -27,6 +28,13 @@ export async function waitForJob(app: App, subscriber: string, eventId: string, 
   const queue = app.delivery.queues.get(subscriber)!
   await waitUntil(`job ${eventId} of ${subscriber} to be ${state}`, async () => (await queue.getJobState(eventId)) === state)
   return (await queue.getJob(eventId))!
+}
+
+/** A delivery's attempt history as the admin API shows it: its log rows, then the completing attempt. */
+export async function history(app: App, subscriber: string, eventId: string): Promise<AttemptRecord[]> {
+  const queue = app.delivery.queues.get(subscriber)!
+  const [{ logs }, job] = await Promise.all([queue.getJobLogs(eventId), queue.getJob(eventId)])
+  return deliveryHistory(logs, job?.returnvalue)
 }
 
 /** The event's stored body (shared by its deliveries), or null once no subscriber needs it. */
