@@ -1,77 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { connect } from 'node:net'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { queueName } from '../src/delivery/job.js'
-import { personaEvent, SECRET, signedHeaders, uniqueEventId } from './helpers/app.js'
-import { freePort, startRedis, type TestRedis } from './helpers/redis.js'
+import { personaEvent, signedHeaders, uniqueEventId } from './helpers/app.js'
+import { startRedis, type TestRedis } from './helpers/redis.js'
+import { spawnRelayWith, startRelayProcess, type RelayProcess } from './helpers/relay-process.js'
 import { startSubscriber } from './helpers/subscriber.js'
 import { waitUntil } from './helpers/wait-until.js'
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-// Node 20 cannot run TypeScript by itself: the child loads the same TypeScript loader tap gave this process.
-const LOADER = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript') || arg === '--enable-source-maps')
-const LOADER_ARGS = LOADER.length > 0 ? LOADER : ['--import=@tapjs/typescript/import']
-const RELAY_SETTING = /^(PORT|HOST|LOG_LEVEL|REDIS_|PERSONA_|SUBSCRIBER_|DELIVERY_|DEDUPE_|BODY_LIMIT_|DEAD_LETTER_|SHUTDOWN_)/
-
-interface RelayProcess {
-  child: ChildProcess
-  baseUrl: string
-  stdout(): string
-  stderr(): string
-  logs(): Record<string, unknown>[]
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-}
-
-/** `src/server.ts` in a process of its own, with nothing of this process's relay settings leaking in. */
-function spawnRelay(t: Test, env: Record<string, string>, port = 0): RelayProcess {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !RELAY_SETTING.test(key)))
-  const child = spawn(process.execPath, [...LOADER_ARGS, 'src/server.ts'], {
-    cwd: ROOT,
-    env: { ...inherited, ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  return {
-    child,
-    baseUrl: `http://127.0.0.1:${port}`,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    logs: () => stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>),
-    exited
-  }
-}
-
-async function startServer(t: Test, redis: TestRedis, env: Record<string, string>): Promise<RelayProcess> {
-  const port = await freePort()
-  const relay = spawnRelay(t, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_URL: redis.url,
-    PERSONA_WEBHOOK_SECRET: SECRET,
-    LOG_LEVEL: 'info',
-    DELIVERY_RETRY_SCHEDULE: '0.05',
-    // Well above a clean shutdown (about a second), so that a hung one fails the test sooner.
-    SHUTDOWN_TIMEOUT_MS: '8000',
-    ...env
-  }, port)
-  await waitUntil('the relay process to be ready', async () => {
-    if (relay.child.exitCode !== null) throw new Error(`relay exited early: ${relay.stderr()}`)
-    const response = await fetch(`${relay.baseUrl}/readyz`).catch(() => undefined)
-    return response?.status === 200
-  }, 30_000, 50)
-  return relay
-}
 
 function postEvent(relay: RelayProcess, body: string): Promise<Response> {
   return fetch(`${relay.baseUrl}/webhooks/persona`, { method: 'POST', headers: signedHeaders(body), body })
@@ -95,7 +31,7 @@ async function redisFor(t: Test): Promise<TestRedis> {
 }
 
 t.test('a bad configuration exits non-zero with one message naming every bad key', async (t) => {
-  const relay = spawnRelay(t, {
+  const relay = spawnRelayWith(t, 'relay', {
     PORT: 'eighty',
     REDIS_URL: 'http://user:hunter2@cache:6379',
     SUBSCRIBER_CRM_URL: 'crm.internal/hook',
@@ -121,7 +57,7 @@ t.test('SIGTERM stops accepting, lets the delivery in flight finish and exits 0'
   const subscriber = await startSubscriber(() => ({ status: 200, delayMs: 1500 }))
   t.teardown(() => subscriber.close())
   const redis = await redisFor(t)
-  const relay = await startServer(t, redis, { SUBSCRIBER_SLOW_URL: subscriber.url, SUBSCRIBER_SLOW_EVENTS: '*' })
+  const relay = await startRelayProcess(t, 'relay', redis, { SUBSCRIBER_SLOW_URL: subscriber.url, SUBSCRIBER_SLOW_EVENTS: '*' })
   const id = uniqueEventId()
   t.equal((await postEvent(relay, personaEvent(id))).status, 200)
   const [delivery] = await subscriber.waitFor(1)
@@ -155,7 +91,7 @@ t.test('SIGINT also shuts down cleanly with exit code 0', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
   const redis = await redisFor(t)
-  const relay = await startServer(t, redis, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
+  const relay = await startRelayProcess(t, 'relay', redis, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
   relay.child.kill('SIGINT')
   const { code } = await relay.exited
   t.equal(code, 0)
@@ -166,7 +102,7 @@ t.test('an intake request in flight when SIGTERM arrives still gets its 200', as
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
   const redis = await redisFor(t)
-  const relay = await startServer(t, redis, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
+  const relay = await startRelayProcess(t, 'relay', redis, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
   const control = new Redis(redis.url)
   t.teardown(() => control.disconnect())
 

@@ -16,6 +16,7 @@ export interface RelayProcess {
   name: string
   child: ChildProcess
   baseUrl: string
+  stdout(): string
   stderr(): string
   logs(): Record<string, unknown>[]
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
@@ -36,20 +37,28 @@ export async function startRelayProcess(t: Test, name: string, redis: TestRedis,
 }
 
 function spawnRelay(t: Test, name: string, port: number, redis: TestRedis, env: Record<string, string>): RelayProcess {
+  return spawnRelayWith(t, name, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    REDIS_URL: redis.url,
+    PERSONA_WEBHOOK_SECRET: SECRET,
+    LOG_LEVEL: 'info',
+    DELIVERY_RETRY_SCHEDULE: '0.05',
+    // Well above a clean shutdown (about a second), so that a hung one fails the test sooner.
+    SHUTDOWN_TIMEOUT_MS: '8000',
+    ...env
+  })
+}
+
+/**
+ * `src/server.ts` with exactly `env` for its relay settings (none of this process's leak in) and
+ * no wait: for a relay expected not to start. Killed when the test ends.
+ */
+export function spawnRelayWith(t: Test, name: string, env: Record<string, string>): RelayProcess {
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !RELAY_SETTING.test(key)))
   const child = spawn(process.execPath, [...LOADER_ARGS, 'src/server.ts'], {
     cwd: ROOT,
-    env: {
-      ...inherited,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      REDIS_URL: redis.url,
-      PERSONA_WEBHOOK_SECRET: SECRET,
-      LOG_LEVEL: 'info',
-      DELIVERY_RETRY_SCHEDULE: '0.05',
-      SHUTDOWN_TIMEOUT_MS: '8000',
-      ...env
-    },
+    env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
@@ -63,7 +72,8 @@ function spawnRelay(t: Test, name: string, port: number, redis: TestRedis, env: 
   return {
     name,
     child,
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl: `http://127.0.0.1:${env.PORT}`,
+    stdout: () => stdout,
     stderr: () => stderr,
     logs: () => stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>),
     exited
