@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { main } from '../../src/cli/main.js'
 import type { Output } from '../../src/cli/args.js'
@@ -12,19 +11,8 @@ import { freePort } from '../helpers/redis.js'
 import { LOADER_ARGS, ROOT } from '../helpers/relay-process.js'
 import { startSubscriber, type TestSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
+import { FIXTURE_PATH as FIXTURE, FIXTURE_ID, VECTORS } from '../helpers/fixtures.js'
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/inquiry.approved.json', import.meta.url))
-const FIXTURE_ID = 'evt_7QkT2mZr9VbX4nLp8sWc3hJd'
-const VECTORS = JSON.parse(readFileSync(new URL('../fixtures/vectors.json', import.meta.url), 'utf8')) as {
-  body: string
-  t: number
-  secret_new: string
-  secret_old: string
-  v1_new: string
-  v1_old: string
-  header_single: string
-  header_rotation: string
-}
 const OTHER_SECRET = 'wbhsec_99999999-8888-7777-6666-555555555555'
 const USAGE_HEAD = 'persona-relay <command>'
 const EVENT_ID = /^evt_[A-Za-z0-9]{24}$/

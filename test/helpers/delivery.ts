@@ -1,17 +1,15 @@
-import { readFileSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { App } from '../../src/app.js'
 import { deliveryHistory, type AttemptRecord } from '../../src/delivery/attempts.js'
 import { signedHeaders, type LogCapture } from './app.js'
+import { FIXTURE, FIXTURE_ID } from './fixtures.js'
 import { waitUntil } from './wait-until.js'
 
-const fixture = readFileSync(new URL('../fixtures/inquiry.approved.json', import.meta.url), 'utf8')
-const FIXTURE_ID = 'evt_7QkT2mZr9VbX4nLp8sWc3hJd'
 
 /** The fixture with non-ASCII text, escapes, odd whitespace and numbers that re-serialising would change. */
 export function unusualBody(id: string): string {
-  return fixture
+  return FIXTURE
     .replace(FIXTURE_ID, id)
     .replace('"ALEX"', '"Zoë Ångström-Łukasiewicz 🚀 日本語 \\u00e9\\t"')
     .replace('"status": "approved"', '"zz-last-first": {"b": 1.50, "a": 1e2},\r\n\t\t "status" :\t"approved"  ')

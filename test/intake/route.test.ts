@@ -7,6 +7,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import { errorBody, Errors, type ErrorResponse } from '../../src/errors.js'
 import { computeSignature, signatureHeader } from '../../src/persona/signature.js'
 import { personaEvent, SECRET, signedHeaders, startRelay, uniqueEventId, type TestRelay } from '../helpers/app.js'
+import { VECTORS } from '../helpers/fixtures.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 
 const PATH = '/webhooks/persona'
@@ -285,29 +286,20 @@ t.test('secret rotation', async (t) => {
 })
 
 t.test('the independently computed vectors verify', async (t) => {
-  const vectors = JSON.parse(fixture('vectors.json')) as {
-    body: string
-    t: number
-    secret_new: string
-    secret_old: string
-    v1_old: string
-    header_single: string
-    header_rotation: string
-  }
-  const tolerance = String(now() - vectors.t + 600)
+  const tolerance = String(now() - VECTORS.t + 600)
   const both = await relayWithInspector(t, {
-    PERSONA_WEBHOOK_SECRET: `${vectors.secret_new},${vectors.secret_old}`,
+    PERSONA_WEBHOOK_SECRET: `${VECTORS.secret_new},${VECTORS.secret_old}`,
     PERSONA_TIMESTAMP_TOLERANCE_SECONDS: tolerance
   })
   const id = 'evt_TestVector000000000000'
   const headers = (signature: string) => ({ 'content-type': 'application/json; charset=utf-8', 'persona-signature': signature })
-  await expectAccepted(t, both, vectors.body, headers(vectors.header_rotation), id)
-  const again = await both.post(vectors.body, headers(vectors.header_single))
+  await expectAccepted(t, both, VECTORS.body, headers(VECTORS.header_rotation), id)
+  const again = await both.post(VECTORS.body, headers(VECTORS.header_single))
   t.same(again.json(), { received: true, id, duplicate: true })
 
-  const oldOnly = await relayWithInspector(t, { PERSONA_WEBHOOK_SECRET: vectors.secret_old, PERSONA_TIMESTAMP_TOLERANCE_SECONDS: tolerance })
-  await expectRejected(t, oldOnly, { payload: vectors.body, headers: headers(vectors.header_single) }, 401, 'PERSONA_SIGNATURE_MISMATCH')
-  await expectAccepted(t, oldOnly, vectors.body, headers(`t=${vectors.t},v1=${vectors.v1_old}`), id)
+  const oldOnly = await relayWithInspector(t, { PERSONA_WEBHOOK_SECRET: VECTORS.secret_old, PERSONA_TIMESTAMP_TOLERANCE_SECONDS: tolerance })
+  await expectRejected(t, oldOnly, { payload: VECTORS.body, headers: headers(VECTORS.header_single) }, 401, 'PERSONA_SIGNATURE_MISMATCH')
+  await expectAccepted(t, oldOnly, VECTORS.body, headers(`t=${VECTORS.t},v1=${VECTORS.v1_old}`), id)
 })
 
 t.test('bodies that are not a Persona event', async (t) => {

@@ -1,16 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import t from 'tap'
 import { chromium } from 'playwright-core'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
 import { signedHeaders, startRelay } from '../helpers/app.js'
 import { waitForJob } from '../helpers/delivery.js'
+import { FIXTURE, FIXTURE_ID } from '../helpers/fixtures.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const SCREENSHOT = '/tmp/dashboard.png'
-const FIXTURE = readFileSync(new URL('../fixtures/inquiry.approved.json', import.meta.url), 'utf8')
-const FIXTURE_ID = 'evt_7QkT2mZr9VbX4nLp8sWc3hJd'
 const PERSONAL = ['alex@example.test', '1990-01-01', 'inq_Fh3kP9wQz2LmN8xRt5VbC1sY']
 
 const skip = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (apt-get install chromium) to drive the dashboard with`

@@ -1,14 +1,12 @@
-import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { dashboardAuthorized, DASHBOARD_PATH } from '../../src/ops/dashboard.js'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
 import { signedHeaders, startRelay } from '../helpers/app.js'
 import { waitForJob } from '../helpers/delivery.js'
+import { FIXTURE, FIXTURE_ID } from '../helpers/fixtures.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 
-const FIXTURE = readFileSync(new URL('../fixtures/inquiry.approved.json', import.meta.url), 'utf8')
-const FIXTURE_ID = 'evt_7QkT2mZr9VbX4nLp8sWc3hJd'
 /** Values only the Persona body holds: personal data, and the id of the inquiry it is about. */
 const PERSONAL = ['alex@example.test', '1990-01-01', 'inq_Fh3kP9wQz2LmN8xRt5VbC1sY', 'name-first']
 

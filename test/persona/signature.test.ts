@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import t from 'tap'
 import {
   MAX_SIGNATURE_GROUPS,
@@ -9,19 +8,8 @@ import {
   verifySignature,
   type VerificationResult
 } from '../../src/persona/signature.js'
+import { VECTORS as vectors } from '../helpers/fixtures.js'
 
-interface Vectors {
-  body: string
-  t: number
-  secret_new: string
-  secret_old: string
-  v1_new: string
-  v1_old: string
-  header_single: string
-  header_rotation: string
-}
-
-const vectors = JSON.parse(readFileSync(new URL('../fixtures/vectors.json', import.meta.url), 'utf8')) as Vectors
 const { t: T, secret_new: NEW, secret_old: OLD, v1_new: V1_NEW, v1_old: V1_OLD } = vectors
 const BODY = Buffer.from(vectors.body, 'utf8')
 const TOLERANCE = 300
