@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { blast, paced } from './lib/load.js'
 import { cpuMs, killAllNow, ROOT, startRedis, startRelay, startTsServer, type BenchRedis, type Relay } from './lib/processes.js'
-import { measureWaitingMemory, relayEnv, type Subscribers } from './lib/scenario.js'
+import { deliveredToAll, measureWaitingMemory, relayEnv, type Subscribers } from './lib/scenario.js'
 
 const argument = (name: string, fallback: string) => {
   const index = process.argv.indexOf(`--${name}`)
@@ -61,12 +61,6 @@ async function commandCounts(client: Redis): Promise<Map<string, number>> {
   const counts = new Map<string, number>()
   for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) counts.set(match[1]!, Number(match[2]))
   return counts
-}
-
-async function deliveredToAll(subscribers: Subscribers): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${subscribers.control}/counts`)
-  const counts = await response.json() as Record<string, { unique: number }>
-  return Math.min(...Object.values(counts).map((count) => count.unique))
 }
 
 interface Measurement { rps: number; micros: number; microsPerDelivered: number; delivered: number; cpu: string; commands: string }

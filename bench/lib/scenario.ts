@@ -54,9 +54,14 @@ async function drain(subscribers: Subscribers, expected: number, deadlineMs: num
   }
 }
 
-async function backlog(subscribers: Subscribers, sent: number) {
+/** Events every subscriber has had (the slowest subscriber's count of unique events). */
+export async function deliveredToAll(subscribers: Subscribers): Promise<number> {
   const counts = await control<Record<string, { unique: number }>>(subscribers, '/counts')
-  return sent - Math.min(...Object.values(counts).map((value) => value.unique))
+  return Math.min(...Object.values(counts).map((value) => value.unique))
+}
+
+async function backlog(subscribers: Subscribers, sent: number) {
+  return sent - await deliveredToAll(subscribers)
 }
 
 export interface ShapeResult {
@@ -122,6 +127,10 @@ export async function measureShape(shape: Shape, redis: BenchRedis, subscribers:
   }
 }
 
+async function usedMemory(client: Redis): Promise<number> {
+  return Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+}
+
 /**
  * Redis memory per event fanned out and waiting for delivery to all three subscribers: a ROLE=all
  * relay (built in `root`) whose subscriber queues are paused takes `events` events on an emptied
@@ -136,14 +145,14 @@ export async function measureWaitingMemory(redis: BenchRedis, subscribers: Subsc
     try {
       await Promise.all(queues.map((queue) => queue.pause()))
       await new Promise((resolve) => setTimeout(resolve, 500))
-      const before = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+      const before = await usedMemory(client)
       const sent = await blast(relay.baseUrl, { amount: events })
       const deadline = Date.now() + 60_000
       while ((await Promise.all(queues.map((queue) => queue.getWaitingCount()))).some((count) => count < sent.ok)) {
         if (Date.now() > deadline) throw new Error('the fan-out did not queue every event within a minute')
         await new Promise((resolve) => setTimeout(resolve, 100))
       }
-      const after = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+      const after = await usedMemory(client)
       return (after - before) / Math.max(1, sent.ok)
     } finally {
       await relay.stop()
@@ -165,16 +174,15 @@ export interface CostResult {
 /** With ROLE=intake nothing delivers, so the intake stream keeps every event: memory per queued event; then accepted vs. rejected cost. */
 export async function measureCosts(redis: BenchRedis, subscribers: Subscribers, settings: Settings): Promise<CostResult> {
   const client = new Redis(redis.url)
-  const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
   const relay = await startRelay(relayEnv(redis, subscribers, 'intake'))
   try {
     await blast(relay.baseUrl, { seconds: settings.warmupSeconds }, true)
     await client.flushall()
-    const before = await usedMemory()
+    const before = await usedMemory(client)
     const cpuBefore = cpuMs(relay.pid)
     const accepted = await blast(relay.baseUrl, { amount: settings.memoryEvents })
     const cpuAccepted = cpuMs(relay.pid) - cpuBefore
-    const after = await usedMemory()
+    const after = await usedMemory(client)
     const cpuBeforeRejected = cpuMs(relay.pid)
     const rejected = await blast(relay.baseUrl, { amount: settings.memoryEvents }, true)
     const cpuRejected = cpuMs(relay.pid) - cpuBeforeRejected

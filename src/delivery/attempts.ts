@@ -1,3 +1,4 @@
+import type { Job } from 'bullmq'
 import type { AttemptResult } from './sender.js'
 
 /** One line of a delivery's attempt history, kept with the delivery (a BullMQ job log row). */
@@ -41,6 +42,11 @@ export function deliveryHistory(logRows: readonly string[], returnValue: unknown
 
 function isAttemptRecord(value: unknown): value is AttemptRecord {
   return typeof value === 'object' && value !== null && typeof (value as Partial<AttemptRecord>).attempt === 'number'
+}
+
+/** Appends an attempt to its delivery's history (a BullMQ job log row, read back by parseAttemptLog). */
+export async function logAttempt(job: Job, record: AttemptRecord): Promise<void> {
+  await job.log(JSON.stringify(record))
 }
 
 /** The history in a job's log rows; a row that is not an attempt record (`null` parses too) is skipped. */

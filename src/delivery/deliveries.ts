@@ -25,7 +25,7 @@ export interface DeliveryView {
   finishedAt?: string
   nextAttemptAt?: string
   failedReason?: string
-  /** Why a failed delivery stopped: a 410, or every attempt spent. */
+  /** Why a failed delivery stopped: a 410, its body expired before it could be sent, or every attempt spent. */
   deadLetterReason?: 'gone' | 'expired' | 'exhausted'
   attempts: AttemptRecord[]
 }

@@ -2,6 +2,7 @@ import type { Job, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
+import { logAttempt } from './attempts.js'
 import type { DeliveryJobData } from './job.js'
 import type { DeliveryOutcome } from './worker.js'
 
@@ -112,7 +113,7 @@ export class SubscriberControl {
     if (!job.data.deliveredByProbe) {
       const delivery = await attempt(job)
       if (delivery.kind === 'attempted') {
-        await job.log(JSON.stringify(delivery.record))
+        await logAttempt(job, delivery.record)
         if (delivery.verdict.kind !== 'delivered') {
           await redis.incr(this.failuresKey)
           return false

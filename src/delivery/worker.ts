@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
-import { attemptRecord, type AttemptRecord } from './attempts.js'
+import { attemptRecord, logAttempt, type AttemptRecord } from './attempts.js'
 import { queueName, type DeliveryJobData } from './job.js'
 import { retryDelayMs } from './retry-schedule.js'
 import { judgeAttempt, type AttemptVerdict } from './retry-policy.js'
@@ -99,8 +99,8 @@ export function createDeliveryWorker({ subscriber, connection, prefix, control, 
       await context.bodies.settle(job.data.eventId, subscriber.name, [control.failuresKey])
       return { status: result.status, durationMs: result.durationMs, attempt: record }
     }
-    await Promise.all([job.log(JSON.stringify(record)), control.recordFailure()])
-    const lastAttempt = verdict.kind === 'gone' || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+    await Promise.all([logAttempt(job, record), control.recordFailure()])
+    const lastAttempt = verdict.kind === 'gone' || record.attempt >= (job.opts.attempts ?? 1)
     if (lastAttempt) await context.bodies.retain(job.data.eventId, deadLetterRetentionSeconds)
     if (verdict.kind === 'gone') throw new UnrecoverableError(GONE_REASON)
     throw new DeliveryAttemptError(result, verdict.retryAfterMs)

@@ -45,7 +45,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
   app.get('/events/:eventId', { schema: { params: EventParams, response: { 200: EventSchema, ...Errors4xx } } }, async (request) => {
     const { eventId } = request.params
-        const [name, createdAt, receivedAt, subscribers, source] = await app.redis.hmget(
+    const [name, createdAt, receivedAt, subscribers, source] = await app.redis.hmget(
       app.eventStore.keys.event(eventId), 'name', 'createdAt', 'receivedAt', 'subscribers', 'source'
     )
     const routed = typeof subscribers === 'string' ? subscribers.split(',').filter(Boolean) : [...queues.keys()]
