@@ -4,7 +4,10 @@ import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import { loadConfig } from '../src/config/index.js'
-import { queueName } from '../src/delivery/job.js'
+import { DeliveredRecords } from '../src/delivery/delivered-records.js'
+import { getDelivery } from '../src/delivery/deliveries.js'
+import { ABANDONED_AFTER_MS, FANOUT_GROUP } from '../src/delivery/fanout.js'
+import { queueName, type DeliveryJobData } from '../src/delivery/job.js'
 import type { SubscriberControl } from '../src/delivery/subscriber-control.js'
 import { createDeliveryWorker } from '../src/delivery/worker.js'
 import { personaEvent, SECRET, signedHeaders, uniqueEventId } from './helpers/app.js'
@@ -95,10 +98,15 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
   }
   const inspector = new Redis(redis.url, { maxRetriesPerRequest: null })
   t.teardown(() => inspector.disconnect())
-  const queues = SUBSCRIBERS.map((name) => new Queue(queueName(name), { connection: inspector, prefix: 'persona-relay' }))
+  const queues = SUBSCRIBERS.map((name) => new Queue<DeliveryJobData>(queueName(name), { connection: inspector, prefix: 'persona-relay' }))
   t.teardown(() => Promise.all(queues.map((queue) => queue.close())))
-  const completedEverywhere = async (count: number) =>
-    (await Promise.all(queues.map((queue) => queue.getCompletedCount()))).every((completed) => completed === count)
+  const delivered = new DeliveredRecords(inspector, 'persona-relay')
+  /** As the admin API shows them: a delivery completed by its immediate attempt has no job. */
+  const completedEverywhere = async (ids: readonly string[]) => {
+    const views = await Promise.all(SUBSCRIBERS.flatMap((name, index) => ids.map((id) => getDelivery(inspector, queues[index]!, delivered, name, id))))
+    return views.every((view) => view?.state === 'completed')
+  }
+  const intakeDrained = async () => (await inspector.xlen('persona-relay:intake')) === 0
   const allIds: string[] = []
 
   const intakes = await Promise.all(['intake-a', 'intake-b'].map((name) => startRelayProcess(t, name, redis, { ...env, ROLE: 'intake' })))
@@ -135,45 +143,102 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
   })
 
   await t.test('the waiting events, then new ones sent to both intakes, are delivered exactly once per subscriber', async (t) => {
-    await waitUntil('the backlog to be delivered', () => completedEverywhere(4), 15_000)
+    await waitUntil('the backlog to be delivered', () => completedEverywhere(allIds), 15_000)
     const ids = Array.from({ length: 6 }, () => uniqueEventId())
     allIds.push(...ids)
     await sendToBoth(t, intakes, ids)
-    await waitUntil('every event to be delivered', () => completedEverywhere(10), 15_000)
-    for (const queue of queues) t.equal(await queue.count() + await queue.getCompletedCount(), 10, `${queue.name}: one job per event`)
+    await waitUntil('every event to be delivered', () => completedEverywhere(allIds), 15_000)
+    for (const [index, name] of SUBSCRIBERS.entries()) {
+      const queue = queues[index]!
+      const [immediately, byJob, waiting] = await Promise.all([delivered.count(name), queue.getCompletedCount(), queue.count()])
+      t.equal(immediately + byJob, 10, `${name}: one completed delivery per event, by its immediate attempt or by its job`)
+      t.equal(waiting, 0, `${name}: no job left`)
+      // The backlog meets free slots, so the default path is the one exercised.
+      t.ok(immediately > 0, `${name}: some completed by their immediate attempt`)
+    }
     for (const [name, subscriber] of [['CRM', crm], ['BILLING', billing]] as const) {
       t.same(receivedIds(subscriber).sort(), [...allIds].sort(), `${name} got every event exactly once`)
     }
-    t.equal(await inspector.xlen('persona-relay:intake'), 0, 'the intake stream is drained')
+    // An entry with immediate attempts is acknowledged just after they end.
+    await waitUntil('the intake stream to be drained', intakeDrained)
     for (const intake of intakes) t.notOk(intake.logs().some((line) => line.msg === 'delivery attempt'), `${intake.name} delivered nothing`)
     const attempts = workers.flatMap((worker) => worker.logs().filter((line) => line.msg === 'delivery attempt'))
     t.equal(attempts.length, 20, 'the workers made one attempt per event and subscriber')
     for (const relay of [...intakes, ...workers]) t.notMatch(relay.stderr(), /error|\n\s+at /i, `${relay.name} reported no error`)
   })
 
-  await t.test('a worker killed while deliveries are in flight loses none of them', async (t) => {
-    // Fails fast with the reason rather than after a 30-60 s recovery that would outlast the wait below.
-    if (!t.ok(await workerHonoursLockSetting(redis), 'the worker takes its lock and stall check from DELIVERY_LOCK_DURATION_MS')) return
+  /** Sends events to the slow subscribers until every worker has all its slots of both busy. */
+  const sendWhileSlow = async (t: Test, ids: string[]) => {
     slow = true
     const before = { crm: crm.received.length, billing: billing.received.length }
-    const ids = Array.from({ length: 8 }, () => uniqueEventId())
     await sendToBoth(t, intakes, ids)
     // 2 workers x concurrency 2: once 4 requests of a subscriber are in, each worker has 2 of them in flight.
     await Promise.all([crm.waitFor(before.crm + 4), billing.waitFor(before.billing + 4)])
-    // Every event already a job: the kill tests the delivery locks, not the fan-out's own 30 s takeover.
-    await waitUntil('every event to be queued', async () => {
-      const totals = await Promise.all(queues.map(async (queue) => Object.values(await queue.getJobCounts()).reduce((sum, count) => sum + count, 0)))
-      return totals.every((total) => total === 18)
-    })
-    workers[0]!.child.kill('SIGKILL')
-    t.equal((await workers[0]!.exited).signal, 'SIGKILL')
+    return before
+  }
 
-    await waitUntil('every acknowledged event to be delivered', () => completedEverywhere(18), 40_000, 100)
-    for (const [name, subscriber, start] of [['CRM', crm, before.crm], ['BILLING', billing, before.billing]] as const) {
+  /** What each subscriber got since `before`: every event, none more than twice; the counts per event. */
+  const checkEveryEventArrived = (t: Test, ids: string[], before: { crm: number; billing: number }) =>
+    ([['CRM', crm, before.crm], ['BILLING', billing, before.billing]] as const).map(([name, subscriber, start]) => {
       const counts = countsOf(receivedIds(subscriber).slice(start))
       t.same([...counts.keys()].sort(), [...ids].sort(), `${name} got every event`)
-      t.ok([...counts.values()].some((count) => count === 2), `${name} got again what the killed worker had in flight`)
       t.ok([...counts.values()].every((count) => count <= 2), `${name} got nothing more than twice`)
+      return [name, counts] as const
+    })
+
+  await t.test('a worker killed while its immediate attempts are in flight loses none of them', async (t) => {
+    // Fails fast with the reason rather than after a 30-60 s recovery that would outlast the wait below.
+    if (!t.ok(await workerHonoursLockSetting(redis), 'the worker takes its lock and stall check from DELIVERY_LOCK_DURATION_MS')) return
+    const ids = Array.from({ length: 8 }, () => uniqueEventId())
+    const before = await sendWhileSlow(t, ids)
+    // An entry stays unacknowledged by the worker that read it until its immediate attempts end; the
+    // consumer names start with host and pid. The worker holding the most is the one to kill.
+    const unacknowledged = async (worker: RelayProcess) => {
+      const pending = (await inspector.xpending('persona-relay:intake', FANOUT_GROUP, '-', '+', 100)) as [string, string, number, number][]
+      const entries = new Map((await inspector.xrange('persona-relay:intake', '-', '+')).map(([entry, fields]) => [entry, fields[fields.indexOf('id') + 1]!]))
+      return pending.filter(([, consumer]) => consumer.split(':')[1] === String(worker.child.pid)).map(([entry]) => entries.get(entry)!)
     }
+    const [first, second] = await Promise.all(workers.map((worker) => unacknowledged(worker))) as [string[], string[]]
+    const [victim, survivor] = (first.length >= second.length ? workers : [...workers].reverse()) as [RelayProcess, RelayProcess]
+    if (!t.ok(Math.max(first.length, second.length) > 0, `${victim.name} has immediate attempts in flight`)) return
+    victim.child.kill('SIGKILL')
+    t.equal((await victim.exited).signal, 'SIGKILL')
+    // Read again: what the victim was still sending when it died, which no one acknowledged since.
+    const cutOff = await unacknowledged(victim)
+
+    // The survivor takes over the entries once idle for as long as an attempt may last (at most
+    // ABANDONED_AFTER_MS with these settings), looking every 10 s, and queues their deliveries as
+    // jobs: those the victim had completed are skipped.
+    await waitUntil('every acknowledged event to be delivered', () => completedEverywhere(ids), ABANDONED_AFTER_MS + 20_000, 250)
+    const arrivals = checkEveryEventArrived(t, ids, before)
+    t.ok(cutOff.some((id) => arrivals.some(([, counts]) => counts.get(id) === 2)), 'what the killed worker was sending was sent again')
+    await waitUntil('the taken-over entries to be acknowledged', intakeDrained)
+    t.notMatch(survivor.stderr(), /error|\n\s+at /i, `${survivor.name} reported no error`)
+  })
+
+  await t.test('with DELIVERY_IMMEDIATE=false, a worker killed while jobs are in flight loses none of them', async (t) => {
+    // Every delivery a job from the start, so the kill tests the delivery locks alone: they recover
+    // the retries and backlogs that go through queues with immediate attempts on too.
+    if (!t.ok(await workerHonoursLockSetting(redis), 'the worker takes its lock and stall check from DELIVERY_LOCK_DURATION_MS')) return
+    for (const worker of workers.filter((worker) => worker.child.exitCode === null && worker.child.signalCode === null)) {
+      worker.child.kill('SIGTERM')
+      t.equal((await worker.exited).code, 0, `${worker.name} stopped`)
+    }
+    const jobWorkers = await Promise.all(['worker-3', 'worker-4'].map((name) =>
+      startRelayProcess(t, name, redis, { ...env, ROLE: 'worker', DELIVERY_IMMEDIATE: 'false' })))
+    const ids = Array.from({ length: 8 }, () => uniqueEventId())
+    const before = await sendWhileSlow(t, ids)
+    // Every event already a job: the kill tests the delivery locks, not the fan-out's own 30 s takeover.
+    await waitUntil('every event to be queued', async () =>
+      (await Promise.all(queues.flatMap((queue) => ids.map((id) => queue.getJob(id))))).every((job) => job !== undefined))
+    jobWorkers[0]!.child.kill('SIGKILL')
+    t.equal((await jobWorkers[0]!.exited).signal, 'SIGKILL')
+
+    await waitUntil('every acknowledged event to be delivered', () => completedEverywhere(ids), 40_000, 100)
+    for (const [name, counts] of checkEveryEventArrived(t, ids, before)) {
+      t.ok([...counts.values()].some((count) => count === 2), `${name} got again what the killed worker had in flight`)
+    }
+    const records = await Promise.all(SUBSCRIBERS.flatMap((name) => ids.map((id) => delivered.get(name, id))))
+    t.ok(records.every((record) => record === undefined), 'no delivery completed without its job')
   })
 })

@@ -39,6 +39,8 @@ export interface Config {
     deadLetterRetentionDays: number
     retentionSweepIntervalMs: number
     probeIntervalMs: number
+    /** Fan-out makes each delivery's first attempt itself; false: every delivery is a queue job from the start. */
+    immediate: boolean
   }
   /** Enables the admin API when set. */
   adminToken: string | undefined
@@ -114,7 +116,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       historyHours: global.DELIVERY_HISTORY_HOURS,
       deadLetterRetentionDays: global.DEAD_LETTER_RETENTION_DAYS,
       retentionSweepIntervalMs: Math.round(global.RETENTION_SWEEP_INTERVAL_SECONDS * 1000),
-      probeIntervalMs: Math.round(global.BREAKER_PROBE_INTERVAL_SECONDS * 1000)
+      probeIntervalMs: Math.round(global.BREAKER_PROBE_INTERVAL_SECONDS * 1000),
+      immediate: global.DELIVERY_IMMEDIATE
     },
     adminToken: global.ADMIN_TOKEN,
     role: global.ROLE,

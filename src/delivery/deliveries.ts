@@ -2,6 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { Job, JobType, Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { deliveryHistory, type AttemptRecord } from './attempts.js'
+import type { DeliveredRecord, DeliveredRecords } from './delivered-records.js'
 import type { DeliveryJobData } from './job.js'
 import { EXPIRED_REASON, GONE_REASON } from './worker.js'
 
@@ -96,7 +97,9 @@ async function toView(
     state,
     attemptsMade: job.attemptsMade,
     maxAttempts: job.opts.attempts ?? 1,
-    queuedAt: new Date(job.timestamp).toISOString(),
+    // When the relay took the event, as for a delivery that never needed a job: a job made for a
+    // failed immediate attempt is younger than the attempt.
+    queuedAt: job.data.receivedAt || new Date(job.timestamp).toISOString(),
     ...(job.finishedOn ? { finishedAt: new Date(job.finishedOn).toISOString() } : {}),
     ...(due !== undefined ? { nextAttemptAt: new Date(due).toISOString() } : {}),
     ...(failed && job.failedReason ? { failedReason: job.failedReason } : {}),
@@ -105,15 +108,37 @@ async function toView(
   }
 }
 
-/** One subscriber's delivery of one event, or undefined when there is none (or no longer). */
+function deliveredView(subscriber: string, record: DeliveredRecord): DeliveryView {
+  return {
+    id: deliveryId(subscriber, record.eventId),
+    subscriber,
+    eventId: record.eventId,
+    eventName: record.eventName,
+    state: 'completed',
+    attemptsMade: 1,
+    maxAttempts: record.maxAttempts,
+    queuedAt: record.queuedAt,
+    finishedAt: record.finishedAt,
+    attempts: [record.attempt]
+  }
+}
+
+/**
+ * One subscriber's delivery of one event, or undefined when there is none (or no longer): its job,
+ * or the record of an immediate attempt that completed it without one.
+ */
 export async function getDelivery(
   redis: Redis,
   queue: Queue<DeliveryJobData>,
+  delivered: DeliveredRecords,
   subscriber: string,
   eventId: string
 ): Promise<DeliveryView | undefined> {
   const job = await queue.getJob(eventId)
-  if (!job) return undefined
+  if (!job) {
+    const record = await delivered.get(subscriber, eventId)
+    return record ? deliveredView(subscriber, record) : undefined
+  }
   const [state, paused] = await Promise.all([job.getState(), queue.isPaused()])
   return toView(redis, queue, subscriber, job, stateOf(state, paused))
 }
@@ -124,20 +149,22 @@ export interface ListQuery {
   offset: number
 }
 
+/** A delivery found by a listing, with the time it sorts by; its full view is read only if it is on the page. */
 interface Listed {
-  subscriber: string
-  queue: Queue<DeliveryJobData>
-  job: Job<DeliveryJobData>
+  time: number
+  view: () => Promise<DeliveryView>
 }
 
 /**
- * Deliveries of several subscribers in one state, newest first: by finish time for finished ones;
- * waiting ones in their queue's own order (latest due first when delayed), merged by queue time.
- * Each queue is read up to offset + limit, so deep pages cost more.
+ * Deliveries of several subscribers in one state, newest first: by finish time for finished ones
+ * (completed jobs and immediately completed deliveries alike); waiting ones in their queue's own
+ * order (latest due first when delayed), merged by queue time. Each list is read up to
+ * offset + limit, so deep pages cost more.
  */
 export async function listDeliveries(
   redis: Redis,
   queues: ReadonlyMap<string, Queue<DeliveryJobData>>,
+  delivered: DeliveredRecords,
   query: ListQuery
 ): Promise<{ items: DeliveryView[]; more: boolean }> {
   const types = query.state === 'paused' ? [...BULLMQ_TYPES.pending, ...BULLMQ_TYPES.delayed] : BULLMQ_TYPES[query.state]
@@ -149,12 +176,20 @@ export async function listDeliveries(
     // One list per BullMQ type, each in BullMQ's own order: newest first, one more than needed.
     for (const type of types) {
       const jobs = await queue.getJobs([type], 0, wanted, false)
-      lists.push(jobs.filter((job) => job?.id).map((job) => ({ subscriber, queue, job })))
+      lists.push(
+        jobs
+          .filter((job) => job?.id)
+          .map((job) => ({ time: job.finishedOn ?? job.timestamp, view: () => toView(redis, queue, subscriber, job, query.state) }))
+      )
+    }
+    if (query.state === 'completed') {
+      const records = await delivered.newest(subscriber, wanted + 1)
+      lists.push(records.map((record) => ({ time: Date.parse(record.finishedAt), view: async () => deliveredView(subscriber, record) })))
     }
   }
   const found = mergeNewestFirst(lists, wanted + 1)
   const page = found.slice(query.offset, wanted)
-  const items = await Promise.all(page.map(({ queue, subscriber, job }) => toView(redis, queue, subscriber, job, query.state)))
+  const items = await Promise.all(page.map((listed) => listed.view()))
   return { items, more: found.length > wanted }
 }
 
@@ -164,7 +199,6 @@ export async function listDeliveries(
  * first n of each list, so page after page neither repeats nor skips a delivery.
  */
 function mergeNewestFirst(lists: readonly Listed[][], count: number): Listed[] {
-  const time = (job: Job) => job.finishedOn ?? job.timestamp
   const heads = lists.map(() => 0)
   const merged: Listed[] = []
   while (merged.length < count) {
@@ -172,7 +206,7 @@ function mergeNewestFirst(lists: readonly Listed[][], count: number): Listed[] {
     let from = -1
     lists.forEach((list, index) => {
       const head = list[heads[index]!]
-      if (head && (!newest || time(head.job) > time(newest.job))) {
+      if (head && (!newest || head.time > newest.time)) {
         newest = head
         from = index
       }

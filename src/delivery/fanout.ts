@@ -4,6 +4,7 @@ import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { EventBodies } from '../store/event-bodies.js'
+import type { ImmediateDelivery, RoutedEvent } from './immediate.js'
 import type { DeliveryJobData } from './job.js'
 
 /** The consumer group every relay instance reads the intake stream in. */
@@ -11,7 +12,7 @@ export const FANOUT_GROUP = 'fanout'
 const BATCH = 256
 const BLOCK_MS = 1000
 /** An entry read by a consumer that has not acknowledged it for this long is taken over. */
-const ABANDONED_AFTER_MS = 30_000
+export const ABANDONED_AFTER_MS = 30_000
 const CLAIM_EVERY_MS = 10_000
 
 export interface FanoutOptions {
@@ -23,6 +24,12 @@ export interface FanoutOptions {
   /** Released for a routed subscriber that is no longer configured, which will never take it. */
   bodies: EventBodies
   log: FastifyBaseLogger
+  /**
+   * Sends a delivery at once, without a job, where its subscriber has room (immediate.ts). Its
+   * entries are acknowledged when those sends end, on `acknowledgeConnection`: the fan-out's own
+   * connection is blocked in XREADGROUP by then.
+   */
+  immediate?: { delivery: ImmediateDelivery; acknowledgeConnection: Redis }
   /** How long an entry may stay unacknowledged by its consumer before another takes it over. */
   abandonedAfterMs?: number
   claimEveryMs?: number
@@ -31,10 +38,11 @@ export interface FanoutOptions {
 type StreamEntry = [id: string, fields: string[]]
 
 /**
- * Turns intake records into one delivery job per routed subscriber. Entries are acknowledged and
- * deleted only after every job exists; a crash in between replays the entry, and the job id (the
- * event id) makes the replay add nothing twice. Several instances share the work through the
- * consumer group.
+ * Turns intake records into deliveries: an immediate attempt where the subscriber has room
+ * (immediate.ts), otherwise one delivery job per routed subscriber. Entries are acknowledged and
+ * deleted only after every job exists and every immediate attempt was delivered or handed to a job;
+ * a crash in between replays the entry, and the job id (the event id) makes the replay add nothing
+ * twice. Several instances share the work through the consumer group.
  */
 export class Fanout {
   private readonly consumer = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
@@ -45,6 +53,9 @@ export class Fanout {
   private lastClaim = 0
   private readonly abandonedAfterMs: number
   private readonly claimEveryMs: number
+  private readonly sending = new Set<Promise<void>>()
+  private toAcknowledge: string[] = []
+  private acknowledging: Promise<void> | undefined
 
   constructor(private readonly options: FanoutOptions) {
     this.abandonedAfterMs = options.abandonedAfterMs ?? ABANDONED_AFTER_MS
@@ -69,7 +80,14 @@ export class Fanout {
       this.loop?.then(() => true),
       new Promise<false>((resolve) => setTimeout(() => resolve(false), BLOCK_MS * 2).unref())
     ])
-    if (finished) await this.options.connection.quit().catch(() => undefined)
+    if (finished) {
+      // Each send ends within its subscriber's timeout. Cut off with Redis, they would wait for it;
+      // what they leave unacknowledged is taken over later.
+      await Promise.all(this.sending)
+      await this.acknowledging
+      await this.leaveGroup().catch(() => undefined)
+      await this.options.connection.quit().catch(() => undefined)
+    }
     this.options.connection.disconnect()
     await this.loop
   }
@@ -85,7 +103,7 @@ export class Fanout {
           'GROUP', FANOUT_GROUP, this.consumer, 'COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', streamKey, '>'
         )) as [string, StreamEntry[]][] | null
         const entries = reply?.[0]?.[1] ?? []
-        if (entries.length > 0) await this.dispatch(entries)
+        if (entries.length > 0) await this.dispatch(entries, true)
         failures = 0
       } catch (error) {
         if (this.stopping) break
@@ -96,7 +114,6 @@ export class Fanout {
         await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** failures, 2000)))
       }
     }
-    await this.leaveGroup().catch(() => undefined)
   }
 
   private async ensureGroup(): Promise<void> {
@@ -116,43 +133,100 @@ export class Fanout {
       const [next, entries, deleted] = (await connection.xautoclaim(
         streamKey, FANOUT_GROUP, this.consumer, this.abandonedAfterMs, cursor, 'COUNT', BATCH
       )) as [string, StreamEntry[], string[]]
-      if (entries.length > 0) await this.dispatch(entries)
+      if (entries.length > 0) await this.dispatch(entries, false)
       if (deleted.length > 0) await connection.xack(streamKey, FANOUT_GROUP, ...deleted)
       cursor = next
     } while (cursor !== '0-0')
     this.lastClaim = Date.now()
   }
 
-  private async dispatch(entries: StreamEntry[]): Promise<void> {
-    const { connection, streamKey, queues, jobOptions, bodies, log } = this.options
+  /**
+   * `fresh` entries are read for the first time and may be sent at once; taken-over ones may have
+   * reached some subscribers already, so every delivery of theirs goes through a job, whose worker
+   * skips the subscribers that have the event.
+   */
+  private async dispatch(entries: StreamEntry[], fresh: boolean): Promise<void> {
+    const { connection, streamKey, queues, jobOptions, bodies, log, immediate } = this.options
+    const events = entries.map(([, fields]) => toRoutedEvent(fieldsToRecord(fields)))
+    if (!fresh) await this.skipDelivered(events)
+    const batch = fresh && immediate ? await immediate.delivery.batch(events) : undefined
     const jobsBySubscriber = new Map<string, { name: string; data: DeliveryJobData; opts: object }[]>()
     const released: Promise<void>[] = []
-    for (const [, fields] of entries) {
-      const record = fieldsToRecord(fields)
-      const data: DeliveryJobData = {
-        eventId: record.id ?? '',
-        eventName: record.name ?? '',
-        createdAt: record.createdAt ?? '',
-        receivedAt: record.receivedAt ?? '',
-        source: record.source ?? 'webhook'
-      }
-      for (const subscriber of (record.subscribers ?? '').split(',')) {
+    const acknowledgeNow: string[] = []
+    const sendsByEntry: [string, (() => Promise<void>)[]][] = []
+    entries.forEach(([streamId], index) => {
+      const { data, subscribers } = events[index]!
+      const sends: (() => Promise<void>)[] = []
+      for (const subscriber of subscribers) {
         if (!queues.has(subscriber)) {
           log.warn({ subscriber, eventId: data.eventId }, 'event routed to a subscriber that is no longer configured; skipped')
           released.push(bodies.settle(data.eventId, subscriber))
+          continue
+        }
+        const send = batch?.take(subscriber, data)
+        if (send) {
+          sends.push(send)
           continue
         }
         const jobs = jobsBySubscriber.get(subscriber) ?? []
         jobs.push({ name: data.eventName, data, opts: { ...jobOptions(subscriber), jobId: data.eventId } })
         jobsBySubscriber.set(subscriber, jobs)
       }
+      if (sends.length > 0) sendsByEntry.push([streamId, sends])
+      else acknowledgeNow.push(streamId)
+    })
+    let queued = false
+    try {
+      await Promise.all([
+        ...[...jobsBySubscriber].map(([subscriber, jobs]) => queues.get(subscriber)!.addBulk(jobs)),
+        ...released
+      ])
+      queued = true
+    } finally {
+      // The sends hold their slots already. An entry whose jobs could not all be added is not
+      // acknowledged, even once its sends end: it is taken over later, and its jobs added then.
+      for (const [streamId, sends] of sendsByEntry) this.track(streamId, sends, queued)
     }
-    await Promise.all([
-      ...[...jobsBySubscriber].map(([subscriber, jobs]) => queues.get(subscriber)!.addBulk(jobs)),
-      ...released
-    ])
-    const ids = entries.map(([id]) => id)
-    await connection.multi().xack(streamKey, FANOUT_GROUP, ...ids).xdel(streamKey, ...ids).exec()
+    if (acknowledgeNow.length > 0) await acknowledge(connection, streamKey, acknowledgeNow)
+  }
+
+  /**
+   * A taken-over entry may have reached some subscribers already (immediate attempts completed
+   * before a crash): they get no job, which would complete unsent and hide the delivery's record.
+   */
+  private async skipDelivered(events: RoutedEvent[]): Promise<void> {
+    const pending = await this.options.bodies.pending(events.map((event) => event.data.eventId))
+    events.forEach((event, index) => {
+      const waiting = pending[index]
+      if (waiting) event.subscribers = event.subscribers.filter((subscriber) => waiting.includes(subscriber))
+    })
+  }
+
+  private track(streamId: string, sends: (() => Promise<void>)[], acknowledgeWhenDone: boolean): void {
+    const sending = Promise.all(sends.map((send) => send())).then(
+      () => {
+        if (acknowledgeWhenDone) this.acknowledgeSoon(streamId)
+      },
+      (error: Error) => {
+        // Left unacknowledged, the entry is taken over once abandoned, and delivered through jobs.
+        this.options.log.warn({ err: { message: error.message } }, 'immediate delivery could not be completed or handed over; the event will be re-queued')
+      }
+    )
+    this.sending.add(sending)
+    void sending.finally(() => this.sending.delete(sending))
+  }
+
+  /** Entries whose sends ended in the same turn share one acknowledgement. */
+  private acknowledgeSoon(streamId: string): void {
+    this.toAcknowledge.push(streamId)
+    this.acknowledging ??= new Promise((resolve) => setImmediate(resolve)).then(async () => {
+      const ids = this.toAcknowledge
+      this.toAcknowledge = []
+      this.acknowledging = undefined
+      await acknowledge(this.options.immediate!.acknowledgeConnection, this.options.streamKey, ids).catch((error: Error) =>
+        this.options.log.warn({ err: { message: error.message } }, 'acknowledging delivered intake entries failed; they will be taken over and skipped')
+      )
+    })
   }
 
   private async leaveGroup(): Promise<void> {
@@ -160,6 +234,23 @@ export class Fanout {
     // Removing a consumer drops its pending entries, so only one that holds none may go.
     const pending = (await connection.xpending(streamKey, FANOUT_GROUP, '-', '+', 1, this.consumer)) as unknown[]
     if (pending.length === 0) await connection.xgroup('DELCONSUMER', streamKey, FANOUT_GROUP, this.consumer)
+  }
+}
+
+async function acknowledge(connection: Redis, streamKey: string, ids: readonly string[]): Promise<void> {
+  await connection.multi().xack(streamKey, FANOUT_GROUP, ...ids).xdel(streamKey, ...ids).exec()
+}
+
+function toRoutedEvent(record: Record<string, string>): RoutedEvent {
+  return {
+    data: {
+      eventId: record.id ?? '',
+      eventName: record.name ?? '',
+      createdAt: record.createdAt ?? '',
+      receivedAt: record.receivedAt ?? '',
+      source: record.source ?? 'webhook'
+    },
+    subscribers: (record.subscribers ?? '').split(',')
   }
 }
 

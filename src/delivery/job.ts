@@ -1,5 +1,6 @@
 import type { SubscriberConfig, Config } from '../config/index.js'
 import { KEPT_ATTEMPTS } from './attempts.js'
+import type { AttemptReport } from './worker.js'
 
 /** What one delivery carries: metadata only, the body is stored once per event (store/event-bodies.ts). */
 export interface DeliveryJobData {
@@ -10,6 +11,18 @@ export interface DeliveryJobData {
   source: string
   /** The circuit breaker's probe already delivered it: the worker completes it without sending. */
   deliveredByProbe?: true
+  /** Fan-out's own first attempt, which failed: the worker records it as the job's first attempt. */
+  immediateAttempt?: AttemptReport
+}
+
+/** The failed immediate attempt a job was made for, until a worker has recorded it as the job's first. */
+export function pendingImmediateAttempt(job: { attemptsMade: number; data: DeliveryJobData }): AttemptReport | undefined {
+  return job.attemptsMade === 0 ? job.data.immediateAttempt : undefined
+}
+
+/** Once recorded, the attempt leaves the job: a manual retry resets the attempt count, and must then send. */
+export function withoutImmediateAttempt({ immediateAttempt, ...data }: DeliveryJobData): DeliveryJobData {
+  return data
 }
 
 export function queueName(subscriberName: string): string {

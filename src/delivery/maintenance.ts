@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
 import type { EventBodies } from '../store/event-bodies.js'
+import type { DeliveredRecords } from './delivered-records.js'
 import type { DeliveryJobData } from './job.js'
 import type { ProbeAttempt, SubscriberControl } from './subscriber-control.js'
 
@@ -11,6 +12,7 @@ export interface MaintenanceOptions {
   controls: readonly { control: SubscriberControl; probe: ProbeAttempt }[]
   queues: ReadonlyMap<string, Queue<DeliveryJobData>>
   bodies: EventBodies
+  delivered: DeliveredRecords
   delivery: Config['delivery']
   log: FastifyBaseLogger
 }
@@ -57,7 +59,7 @@ function every(intervalMs: number, task: () => Promise<void>) {
 }
 
 /** The circuit breakers' probes and the retention sweep, for as long as the workers run. */
-export function startMaintenance({ controls, queues, bodies, delivery, log }: MaintenanceOptions): () => Promise<void> {
+export function startMaintenance({ controls, queues, bodies, delivered, delivery, log }: MaintenanceOptions): () => Promise<void> {
   const stopProbes = every(delivery.probeIntervalMs, async () => {
     await Promise.all(
       controls.map(({ control, probe }) =>
@@ -70,10 +72,13 @@ export function startMaintenance({ controls, queues, bodies, delivery, log }: Ma
   const stopSweeps = every(delivery.retentionSweepIntervalMs, async () => {
     for (const [subscriber, queue] of queues) {
       const release = (eventIds: readonly string[]) => Promise.all(eventIds.map((eventId) => bodies.settle(eventId, subscriber)))
-      const removed = await sweepRetention(queue, delivery, release).catch((error: Error) => {
-        log.warn({ queue: queue.name, err: { message: error.message } }, 'retention sweep failed')
-        return 0
-      })
+      const cutoffMs = Date.now() - delivery.historyHours * 3_600_000
+      const removed = await Promise.all([sweepRetention(queue, delivery, release), delivered.sweep(subscriber, cutoffMs)])
+        .then(([jobs, records]) => jobs + records)
+        .catch((error: Error) => {
+          log.warn({ queue: queue.name, err: { message: error.message } }, 'retention sweep failed')
+          return 0
+        })
       if (removed > 0) log.info({ queue: queue.name, removed }, 'retention sweep removed expired deliveries')
     }
   })

@@ -3,14 +3,19 @@ import { Queue, type Worker } from 'bullmq'
 import type { Config } from '../config/index.js'
 import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
 import { EventBodies } from '../store/event-bodies.js'
-import { Fanout } from './fanout.js'
+import { DeliveredRecords } from './delivered-records.js'
+import { ABANDONED_AFTER_MS, Fanout } from './fanout.js'
+import { ImmediateDelivery } from './immediate.js'
 import { deliveryJobOptions, queueName, type DeliveryJobData } from './job.js'
 import { startMaintenance } from './maintenance.js'
+import { Slots } from './slots.js'
 import { SubscriberControl } from './subscriber-control.js'
 import { attemptDelivery, createDeliveryWorker } from './worker.js'
 
 export interface Delivery {
   queues: ReadonlyMap<string, Queue<DeliveryJobData>>
+  /** Deliveries completed by their immediate attempt, which have no job. */
+  delivered: DeliveredRecords
   controls: ReadonlyMap<string, SubscriberControl>
   isRunning(): boolean
 }
@@ -35,6 +40,8 @@ export const deliveryPlugin = fp<{ config: Config }>(
     const queues = new Map<string, Queue<DeliveryJobData>>()
     const controls = new Map<string, SubscriberControl>()
     const workers: Worker[] = []
+    const delivered = new DeliveredRecords(connection, prefix)
+    const slots = new Map(config.subscribers.map((subscriber) => [subscriber.name, new Slots(subscriber.concurrency)]))
     for (const subscriber of config.subscribers) {
       const queue = new Queue<DeliveryJobData>(queueName(subscriber.name), { connection, prefix })
       // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
@@ -46,7 +53,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
       controls.set(subscriber.name, control)
       if (!delivers) continue
       const worker = createDeliveryWorker({
-        subscriber, connection, prefix, control, deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400, ...context
+        subscriber, connection, prefix, control, slots: slots.get(subscriber.name)!, deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400, ...context
       })
       worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
       workers.push(worker)
@@ -59,13 +66,33 @@ export const deliveryPlugin = fp<{ config: Config }>(
     if (delivers) {
       const fanoutConnection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:fanout')
       fanoutConnection.on('error', () => undefined)
+      const jobOptionsOf = (subscriber: string) => jobOptions.get(subscriber) ?? {}
+      const immediate = config.delivery.immediate && new ImmediateDelivery({
+        subscribers: config.subscribers,
+        queues,
+        controls,
+        slots,
+        jobOptions: jobOptionsOf,
+        connection,
+        bodyKey: app.eventStore.keys.body,
+        bodies: context.bodies,
+        delivered,
+        context
+      })
+      // An entry waits unacknowledged while its immediate attempts run, which must not look abandoned;
+      // past that, it returns like a crashed worker's jobs, after the lock duration.
+      const abandonedAfterMs = Math.max(
+        0, ...config.subscribers.map((subscriber) => Math.max(subscriber.lockDurationMs, subscriber.timeoutMs * 2))
+      ) || ABANDONED_AFTER_MS
       fanout = new Fanout({
         connection: fanoutConnection,
         streamKey: app.eventStore.keys.intake,
         queues,
-        jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
+        jobOptions: jobOptionsOf,
         bodies: context.bodies,
-        log: app.log
+        log: app.log,
+        ...(immediate ? { immediate: { delivery: immediate, acknowledgeConnection: connection } } : {}),
+        abandonedAfterMs
       })
       fanout.start()
       stopMaintenance = startMaintenance({
@@ -75,6 +102,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
         })),
         queues,
         bodies: context.bodies,
+        delivered,
         delivery: config.delivery,
         log: app.log
       })
@@ -82,6 +110,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
 
     app.decorate('delivery', {
       queues,
+      delivered,
       controls,
       isRunning: () => !fanout || (fanout.isRunning() && workers.every((worker) => worker.isRunning()))
     })

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
 import { logAttempt } from './attempts.js'
-import type { DeliveryJobData } from './job.js'
+import { pendingImmediateAttempt, withoutImmediateAttempt, type DeliveryJobData } from './job.js'
 import type { DeliveryOutcome } from './worker.js'
 
 /** How many of the oldest waiting deliveries the probe takes turns among. */
@@ -111,6 +111,13 @@ export class SubscriberControl {
     const job = await this.probeCandidate()
     if (!job) return false
     if (!job.data.deliveredByProbe) {
+      // Handed over by fan-out after the breaker paused the queue, its failed attempt was never
+      // recorded by a worker: it joins the history before the probe's own attempt.
+      const handedOver = pendingImmediateAttempt(job)
+      if (handedOver) {
+        await logAttempt(job, handedOver.record)
+        await job.updateData(withoutImmediateAttempt(job.data))
+      }
       const delivery = await attempt(job)
       if (delivery.kind === 'attempted') {
         await logAttempt(job, delivery.record)

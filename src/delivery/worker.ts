@@ -3,10 +3,11 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
 import { attemptRecord, logAttempt, type AttemptRecord } from './attempts.js'
-import { queueName, type DeliveryJobData } from './job.js'
+import { pendingImmediateAttempt, queueName, withoutImmediateAttempt, type DeliveryJobData } from './job.js'
 import { retryDelayMs } from './retry-schedule.js'
 import { judgeAttempt, type AttemptVerdict } from './retry-policy.js'
 import { sendDelivery, type AttemptResult } from './sender.js'
+import type { Slots } from './slots.js'
 import type { SubscriberControl } from './subscriber-control.js'
 import type { EventBodies } from '../store/event-bodies.js'
 import type { RelayMetrics } from '../ops/metrics.js'
@@ -36,12 +37,21 @@ export interface DeliveryWorkerOptions extends DeliveryContext {
   connection: Redis
   prefix: string
   control: SubscriberControl
+  /** The subscriber's concurrency in this process, shared with fan-out's immediate attempts. */
+  slots: Slots
   /** How long a dead letter is kept, and with it its body. */
   deadLetterRetentionSeconds: number
 }
 
+/** What an attempt did, and its line in the delivery's history. */
+export interface AttemptReport {
+  result: AttemptResult
+  verdict: AttemptVerdict
+  record: AttemptRecord
+}
+
 export type DeliveryOutcome =
-  | { kind: 'attempted'; result: AttemptResult; verdict: AttemptVerdict; record: AttemptRecord }
+  | ({ kind: 'attempted' } & AttemptReport)
   /** An earlier attempt delivered it but was cut off before the delivery completed. */
   | { kind: 'settled' }
 
@@ -53,25 +63,35 @@ export type DeliveryOutcome =
 export async function attemptDelivery(
   subscriber: SubscriberConfig,
   job: Job<DeliveryJobData>,
-  { log, metrics, bodies }: DeliveryContext,
+  context: DeliveryContext,
   probe = false
 ): Promise<DeliveryOutcome> {
-  const { eventId, eventName } = job.data
-  const lookup = await bodies.lookup(eventId, subscriber.name)
+  const lookup = await context.bodies.lookup(job.data.eventId, subscriber.name)
   if (lookup.kind === 'settled') return lookup
   if (lookup.kind === 'expired') throw new UnrecoverableError(EXPIRED_REASON)
-  const attempt = job.attemptsMade + 1
+  return { kind: 'attempted', ...(await sendAttempt(subscriber, job.data, lookup.body, job.attemptsMade + 1, context, probe)) }
+}
+
+/** Sends a body the caller already holds, then judges, counts and logs the attempt (fan-out's immediate attempts too). */
+export async function sendAttempt(
+  subscriber: SubscriberConfig,
+  data: DeliveryJobData,
+  body: string,
+  attempt: number,
+  { log, metrics }: DeliveryContext,
+  probe = false
+): Promise<AttemptReport> {
   const startedAt = new Date()
-  const result = await sendDelivery(subscriber, job.data, lookup.body, attempt)
+  const result = await sendDelivery(subscriber, data, body, attempt)
   const verdict = judgeAttempt(result, Date.now())
   const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
   metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
-  if (verdict.kind === 'delivered') metrics.delivered(subscriber.name, job.data.receivedAt)
+  if (verdict.kind === 'delivered') metrics.delivered(subscriber.name, data.receivedAt)
   log.info(
     {
       subscriber: subscriber.name,
-      eventId,
-      eventName,
+      eventId: data.eventId,
+      eventName: data.eventName,
       attempt,
       probe: probe || undefined,
       outcome,
@@ -81,16 +101,21 @@ export async function attemptDelivery(
     },
     'delivery attempt'
   )
-  return { kind: 'attempted', result, verdict, record: attemptRecord(result, attempt, startedAt, probe) }
+  return { result, verdict, record: attemptRecord(result, attempt, startedAt, probe) }
 }
 
-export function createDeliveryWorker({ subscriber, connection, prefix, control, deadLetterRetentionSeconds, ...context }: DeliveryWorkerOptions) {
+export function createDeliveryWorker({ subscriber, connection, prefix, control, slots, deadLetterRetentionSeconds, ...context }: DeliveryWorkerOptions) {
   const processor = async (job: Job<DeliveryJobData>) => {
     if (job.data.deliveredByProbe) {
       await context.bodies.settle(job.data.eventId, subscriber.name)
       return { deliveredByProbe: true }
     }
-    const delivery = await attemptDelivery(subscriber, job, context)
+    // Fan-out made the first attempt itself and handed the delivery over when it failed
+    // (immediate.ts): that attempt is this job's first, counted and scheduled like any other.
+    const handedOver = pendingImmediateAttempt(job)
+    const delivery: DeliveryOutcome = handedOver
+      ? { kind: 'attempted', ...handedOver }
+      : await slots.run(() => attemptDelivery(subscriber, job, context))
     if (delivery.kind === 'settled') return { alreadyDelivered: true }
     const { result, verdict, record } = delivery
     if (verdict.kind === 'delivered') {
@@ -100,6 +125,7 @@ export function createDeliveryWorker({ subscriber, connection, prefix, control, 
       return { status: result.status, durationMs: result.durationMs, attempt: record }
     }
     await Promise.all([logAttempt(job, record), control.recordFailure()])
+    if (handedOver) await job.updateData(withoutImmediateAttempt(job.data))
     const lastAttempt = verdict.kind === 'gone' || record.attempt >= (job.opts.attempts ?? 1)
     if (lastAttempt) await context.bodies.retain(job.data.eventId, deadLetterRetentionSeconds)
     if (verdict.kind === 'gone') throw new UnrecoverableError(GONE_REASON)

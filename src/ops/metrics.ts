@@ -1,8 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Queue } from 'bullmq'
-import type { DeliveryJobData } from '../delivery/job.js'
+import type { Delivery } from '../delivery/plugin.js'
 import type { IntakeOutcome } from '../intake/outcome.js'
 
 export type AttemptMetricOutcome = 'success' | 'http_error' | 'timeout' | 'network_error' | 'gone'
@@ -65,12 +64,12 @@ export class RelayMetrics {
   })
 
   /**
-   * `queues` are read on scrape; while `redisReady` is false the queue gauges are left empty, as the
+   * `delivery` is read on scrape; while `redisReady` is false the queue gauges are left empty, as the
    * queues' connection would wait for Redis and hang the scrape.
    */
-  constructor(queues: () => ReadonlyMap<string, Queue<DeliveryJobData>>, redisReady: () => boolean) {
+  constructor(delivery: () => Pick<Delivery, 'queues' | 'delivered'> | undefined, redisReady: () => boolean) {
     collectDefaultMetrics({ register: this.registry })
-    const readable = () => (redisReady() ? queues() : new Map<string, Queue<DeliveryJobData>>())
+    const readable = () => (redisReady() ? delivery()?.queues : undefined) ?? new Map()
     new Gauge({
       name: 'persona_relay_queue_jobs',
       help: 'Deliveries per subscriber and queue state',
@@ -79,7 +78,8 @@ export class RelayMetrics {
       async collect() {
         this.reset()
         for (const [subscriber, queue] of readable()) {
-          const counts = await queue.getJobCounts(...QUEUE_STATES)
+          const [counts, deliveredAtOnce] = await Promise.all([queue.getJobCounts(...QUEUE_STATES), delivery()!.delivered.count(subscriber)])
+          counts.completed = (counts.completed ?? 0) + deliveredAtOnce
           for (const state of QUEUE_STATES) this.set({ subscriber, state }, counts[state] ?? 0)
         }
       }
@@ -146,7 +146,7 @@ declare module 'fastify' {
 export const metricsPlugin = fp<{ metricsPort: number | undefined; host: string }>(
   async (app, { metricsPort, host }) => {
     const metrics = new RelayMetrics(
-      () => (app.hasDecorator('delivery') ? app.delivery.queues : new Map()),
+      () => (app.hasDecorator('delivery') ? app.delivery : undefined),
       () => app.redis.status === 'ready'
     )
     app.decorate('metrics', metrics)

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
 import { storeKeys, type StoreKeys } from './keys.js'
 
 /** What a delivery finds when it comes for the body. */
@@ -44,6 +44,10 @@ interface BodyRedis extends Redis {
   settleBody(numberOfKeys: number, ...keysThenSubscriber: string[]): Promise<number>
 }
 
+interface BodyTransaction extends ChainableCommander {
+  settleBody(numberOfKeys: number, ...keysThenSubscriber: string[]): ChainableCommander
+}
+
 /**
  * The delivery side of the event body: one copy per event, shared by its deliveries, deleted once
  * the last routed subscriber has it. Persona bodies are personal data; a body no one needs any more
@@ -70,10 +74,43 @@ export class EventBodies {
 
   /**
    * The subscriber has the event (or will never be sent it): it no longer holds the body.
-   * `alsoDelete` are keys the caller resets in the same round trip (the circuit breaker's count).
+   * `alsoDelete` are keys the caller resets in the same round trip (the circuit breaker's count);
+   * `alsoWrite` adds the caller's own writes, applied in the same transaction.
    */
-  async settle(eventId: string, subscriber: string, alsoDelete: readonly string[] = []): Promise<void> {
-    await this.redis.settleBody(2 + alsoDelete.length, this.keys.event(eventId), this.keys.body(eventId), ...alsoDelete, subscriber)
+  async settle(
+    eventId: string,
+    subscriber: string,
+    alsoDelete: readonly string[] = [],
+    alsoWrite?: (transaction: ChainableCommander) => void
+  ): Promise<void> {
+    const keys = [this.keys.event(eventId), this.keys.body(eventId), ...alsoDelete]
+    if (!alsoWrite) {
+      await this.redis.settleBody(keys.length, ...keys, subscriber)
+      return
+    }
+    const transaction = this.redis.multi() as BodyTransaction
+    transaction.settleBody(keys.length, ...keys, subscriber)
+    alsoWrite(transaction)
+    const replies = await transaction.exec()
+    const failed = replies?.find(([error]) => error)
+    if (!replies || failed) throw failed?.[0] ?? new Error('settle transaction aborted')
+  }
+
+  /**
+   * The subscribers that do not have each event yet, in one round trip; undefined where the event's
+   * record is gone (expired), which says nothing either way.
+   */
+  async pending(eventIds: readonly string[]): Promise<(string[] | undefined)[]> {
+    if (eventIds.length === 0) return []
+    const pipeline = this.redis.pipeline()
+    for (const eventId of eventIds) pipeline.hmget(this.keys.event(eventId), 'name', 'pending')
+    const replies = (await pipeline.exec()) ?? []
+    return replies.map(([error, reply]) => {
+      if (error) throw error
+      const [name, pending] = reply as [string | null, string | null]
+      if (name === null) return undefined
+      return pending ? pending.split(',') : []
+    })
   }
 
   /** A dead letter keeps its body, for a replay, as long as the dead letter itself is kept. */

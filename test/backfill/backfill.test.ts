@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
 import { ADMIN_TOKEN, admin, eventView } from '../helpers/admin.js'
 import { backfillEnv, finishedBackfill, metricSample, postBackfill, redisSnapshot } from '../helpers/backfill.js'
-import { postEvent, waitForJob } from '../helpers/delivery.js'
+import { postEvent, waitForDelivery } from '../helpers/delivery.js'
 import { API_KEY, apiEvent, startPersonaApi } from '../helpers/persona-api.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -60,7 +60,7 @@ t.test('a gap of events never received is queued and delivered; events received 
 
   const routed = gap.filter((id) => id !== unrouted)
   await subscriber.waitFor(2 + routed.length)
-  for (const id of routed) await waitForJob(app, 'CRM', id, 'completed')
+  for (const id of routed) await waitForDelivery(app, 'CRM', id, 'completed')
   const byId = new Map(subscriber.received.map((request) => [request.headers['webhook-id'], request]))
   t.equal(subscriber.received.length, 2 + routed.length, 'each event exactly once')
   t.equal(byId.size, subscriber.received.length)

@@ -4,7 +4,7 @@ import { FIRST_RUN_LOOKBACK_MS, OVERLAP_MS, SETTLE_MS, scheduledRange } from '..
 import { API_WINDOW_MS } from '../../src/backfill/range.js'
 import { startRelay, uniqueEventId } from '../helpers/app.js'
 import { backfillEnv } from '../helpers/backfill.js'
-import { waitForJob } from '../helpers/delivery.js'
+import { waitForDelivery } from '../helpers/delivery.js'
 import { API_KEY, apiEvent, startPersonaApi } from '../helpers/persona-api.js'
 import { startRedis } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
@@ -51,7 +51,7 @@ t.test('BACKFILL_INTERVAL_SECONDS: worker instances take turns under the lock an
     startRelay(t, { ...env, ROLE: 'intake' }, redis)
   ])
   await subscriber.waitFor(missed.length)
-  for (const id of missed) await waitForJob(instances[0].app, 'CRM', id, 'completed')
+  for (const id of missed) await waitForDelivery(instances[0].app, 'CRM', id, 'completed')
   const marker = await waitUntil('the marker', () => client.get('persona-relay:backfill:newest').then((value) => value ?? undefined))
   t.equal(Number(marker), createdAtMs(items[1]!), 'the newest event backfilled')
 

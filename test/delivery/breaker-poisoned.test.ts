@@ -1,6 +1,6 @@
 import t from 'tap'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { postEvent, waitForJob } from '../helpers/delivery.js'
+import { deliveryView, postEvent, waitForDelivery } from '../helpers/delivery.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
@@ -32,6 +32,6 @@ t.test('a delivery the subscriber always refuses does not keep it paused: probes
   recovered = true
 
   await waitUntil('a probe of another delivery to resume CRM', async () => !(await queue.isPaused()), 10_000)
-  for (const id of others) await waitForJob(app, 'CRM', id, 'completed')
-  t.not(await queue.getJobState(poisoned), 'completed', 'the refused delivery was never taken')
+  for (const id of others) await waitForDelivery(app, 'CRM', id, 'completed')
+  t.not((await deliveryView(app, 'CRM', poisoned))?.state, 'completed', 'the refused delivery was never taken')
 })

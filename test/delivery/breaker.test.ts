@@ -240,24 +240,55 @@ t.test('a manual pause holds deliveries back and is lifted only by a manual resu
   t.same(await control.state(), { paused: false, consecutiveFailures: 0 })
 })
 
-t.test('a failure still in flight when an operator pauses does not turn the manual pause into one a probe lifts', async (t) => {
-  const subscriber = await startSubscriber(() => ({ status: 500, delayMs: 300 }))
+// A worker's attempt counts its failure when it ends; an immediate one is handed to the paused queue,
+// whose worker records it once the queue resumes. Either way the operator's pause stays manual.
+for (const [path, immediate] of [['a worker\'s', 'false'], ['an immediate', 'true']] as const) {
+  t.test(`${path} failure still in flight when an operator pauses does not turn the manual pause into one a probe lifts`, async (t) => {
+    const subscriber = await startSubscriber(() => ({ status: 500, delayMs: 300 }))
+    t.teardown(() => subscriber.close())
+    const { app, logs } = await startRelay(t, {
+      SUBSCRIBER_CRM_URL: subscriber.url,
+      SUBSCRIBER_CRM_EVENTS: '*',
+      SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '1',
+      BREAKER_PROBE_INTERVAL_SECONDS: '0.05',
+      DELIVERY_IMMEDIATE: immediate
+    })
+    const control = app.delivery.controls.get('CRM')!
+    const id = uniqueEventId()
+    await postEvent(app, personaEvent(id))
+    await subscriber.waitFor(1)
+    await control.pause('manual')
+
+    if (immediate === 'true') await waitForJob(app, 'CRM', id, 'waiting')
+    else await waitUntil('the attempt in flight to fail', async () => (await control.state()).consecutiveFailures === 1)
+    t.match(await control.state(), { paused: true, reason: 'manual' })
+    t.same(logLines(logs, 'subscriber paused').map((line) => line.reason), ['manual'])
+    t.equal(await control.probe(async () => t.fail('a manual pause is never probed') as never), false)
+    t.equal(subscriber.received.length, 1)
+  })
+}
+
+t.test('a probe of a delivery handed over to a queue the breaker paused keeps its failed immediate attempt', async (t) => {
+  const subscriber = await startSubscriber((_request, n) => (n === 1 ? { status: 500, delayMs: 300 } : { status: 200 }))
   t.teardown(() => subscriber.close())
-  const { app, logs } = await startRelay(t, {
+  const { app } = await startRelay(t, {
     SUBSCRIBER_CRM_URL: subscriber.url,
     SUBSCRIBER_CRM_EVENTS: '*',
-    SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '1',
-    BREAKER_PROBE_INTERVAL_SECONDS: '0.05'
+    BREAKER_PROBE_INTERVAL_SECONDS: String(PROBE_INTERVAL_MS / 1000)
   })
   const control = app.delivery.controls.get('CRM')!
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
   await subscriber.waitFor(1)
-  await control.pause('manual')
+  // The breaker opened on other deliveries' failures while this attempt was still in flight.
+  await control.pause('breaker')
 
-  await waitUntil('the attempt in flight to fail', async () => (await control.state()).consecutiveFailures === 1)
-  t.match(await control.state(), { paused: true, reason: 'manual' })
-  t.same(logLines(logs, 'subscriber paused').map((line) => line.reason), ['manual'])
-  t.equal(await control.probe(async () => t.fail('a manual pause is never probed') as never), false)
-  t.equal(subscriber.received.length, 1)
+  await waitUntil('a probe to resume CRM', async () => !(await app.delivery.queues.get('CRM')!.isPaused()))
+  const job = await waitForJob(app, 'CRM', id, 'completed')
+  t.same(job.returnvalue, { deliveredByProbe: true })
+  t.same((await history(app, 'CRM', id)).map(({ attempt, outcome, probe }) => ({ attempt, outcome, probe })), [
+    { attempt: 1, outcome: 'http_error', probe: undefined },
+    { attempt: 1, outcome: 'success', probe: true }
+  ], 'the immediate failure, then the probe, which spends no attempt')
+  t.equal(subscriber.received.length, 2)
 })

@@ -1,10 +1,12 @@
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
+import type { App } from '../../src/app.js'
 import { Fanout, FANOUT_GROUP } from '../../src/delivery/fanout.js'
 import { EventBodies } from '../../src/store/event-bodies.js'
 import { EventStore } from '../../src/store/event-store.js'
 import { storeKeys } from '../../src/store/keys.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
+import { deliveryView, waitForDelivery } from '../helpers/delivery.js'
 import { startRedis, type TestRedis } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -49,6 +51,33 @@ async function drained(client: Redis): Promise<void> {
 /** Proving that nothing more happens takes a wait; a fresh job would be picked up well within it. */
 const quietPeriod = () => new Promise((resolve) => setTimeout(resolve, 400))
 
+/**
+ * Writes an entry and has a consumer that is gone ("crashed") read it, then starts a second fan-out
+ * that takes abandoned entries over within a few hundred milliseconds. One transaction, so that the
+ * running relay's blocked read cannot get the entry first.
+ */
+async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app: App, fields: string[], jobOptions: object): Promise<Fanout> {
+  await client.multi()
+    .xadd(INTAKE, '*', ...fields)
+    .xreadgroup('GROUP', FANOUT_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', INTAKE, '>')
+    .exec()
+  t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
+  const other = new Fanout({
+    connection,
+    streamKey: INTAKE,
+    queues: app.delivery.queues,
+    jobOptions: () => jobOptions,
+    bodies: new EventBodies(connection, 'persona-relay'),
+    log: app.log,
+    abandonedAfterMs: 300,
+    claimEveryMs: 100
+  })
+  other.start()
+  t.teardown(() => other.stop())
+  return other
+}
+
 t.test('an event recorded while no relay runs is delivered once one starts', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
@@ -64,8 +93,7 @@ t.test('an event recorded while no relay runs is delivered once one starts', asy
   t.equal(request!.body.toString(), body)
   t.equal(request!.headers['webhook-id'], id)
   await drained(client)
-  const queue = app.delivery.queues.get('CRM')!
-  await waitUntil('the job to complete', async () => (await queue.getJobState(id)) === 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
 })
 
 t.test('an entry written straight into the stream before start-up is delivered', async (t) => {
@@ -105,7 +133,7 @@ t.test('an entry a crashed consumer read but never acknowledged is taken over at
   await quietPeriod()
   t.equal(subscriber.received.length, 1, 'an entry another consumer holds only briefly is left to it')
   t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'busy']])
-  t.equal(await app.delivery.queues.get('CRM')!.getJob(inProgress), undefined)
+  t.equal(await deliveryView(app, 'CRM', inProgress), undefined)
 })
 
 t.test('a running fan-out takes over an entry another instance abandoned', async (t) => {
@@ -119,26 +147,7 @@ t.test('a running fan-out takes over an entry another instance abandoned', async
   })
   const id = uniqueEventId()
   const fields = await entryFields(client, id, 'CRM')
-  // In one transaction, so that the running relay's blocked read cannot get the entry first.
-  await client.multi()
-    .xadd(INTAKE, '*', ...fields)
-    .xreadgroup('GROUP', FANOUT_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', INTAKE, '>')
-    .exec()
-  t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
-
-  const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
-  const other = new Fanout({
-    connection,
-    streamKey: INTAKE,
-    queues: app.delivery.queues,
-    jobOptions: () => ({ attempts: 2, backoff: { type: 'schedule' } }),
-    bodies: new EventBodies(connection, 'persona-relay'),
-    log: app.log,
-    abandonedAfterMs: 300,
-    claimEveryMs: 100
-  })
-  other.start()
-  t.teardown(() => other.stop())
+  const other = await abandonThenTakeOver(t, redis, client, app, fields, { attempts: 2, backoff: { type: 'schedule' } })
   t.ok(other.isRunning())
 
   const [request] = await subscriber.waitFor(1)
@@ -146,7 +155,8 @@ t.test('a running fan-out takes over an entry another instance abandoned', async
   await drained(client)
 })
 
-t.test('replaying an entry whose jobs already exist delivers nothing twice', async (t) => {
+/** A relay with CRM, which takes every event, and OPS, which refuses every one and has a single attempt. */
+async function crmAndOps(t: Test, immediate: 'true' | 'false') {
   const crm = await startSubscriber()
   const ops = await startSubscriber(() => ({ status: 500 }))
   t.teardown(() => Promise.all([crm.close(), ops.close()]))
@@ -156,8 +166,16 @@ t.test('replaying an entry whose jobs already exist delivers nothing twice', asy
     SUBSCRIBER_CRM_EVENTS: '*',
     SUBSCRIBER_OPS_URL: ops.url,
     SUBSCRIBER_OPS_EVENTS: '*',
-    SUBSCRIBER_OPS_MAX_ATTEMPTS: '1'
+    SUBSCRIBER_OPS_MAX_ATTEMPTS: '1',
+    DELIVERY_IMMEDIATE: immediate
   }, redis)
+  return { crm, ops, redis, client, app }
+}
+
+t.test('replaying an entry whose jobs already exist delivers nothing twice', async (t) => {
+  // The replay meets the jobs fan-out added: without immediate attempts, both deliveries are jobs
+  // from the start. An entry whose immediate attempts ended is taken over instead (the next test).
+  const { crm, ops, client, app } = await crmAndOps(t, 'false')
   const id = uniqueEventId()
   await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM,OPS'))
   await crm.waitFor(1)
@@ -176,6 +194,27 @@ t.test('replaying an entry whose jobs already exist delivers nothing twice', asy
   t.match(await crmQueue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'), { completed: 1, waiting: 0, active: 0, delayed: 0, failed: 0 })
   t.match(await opsQueue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'), { completed: 0, waiting: 0, active: 0, delayed: 0, failed: 1 })
   t.equal((await crmQueue.getJob(id))!.attemptsMade, 1)
+})
+
+t.test('an entry taken over after its immediate attempts ended delivers nothing twice', async (t) => {
+  const { crm, ops, redis, client, app } = await crmAndOps(t, 'true')
+  const id = uniqueEventId()
+  const fields = await entryFields(client, id, 'CRM,OPS')
+  await client.xadd(INTAKE, '*', ...fields)
+  // CRM's delivery completed by its immediate attempt, without a job; OPS's failed one became a job.
+  await waitForDelivery(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'OPS', id, 'failed')
+  await drained(client)
+
+  // What a fan-out that crashed after its immediate attempts but before acknowledging leaves.
+  await abandonThenTakeOver(t, redis, client, app, fields, { attempts: 1 })
+  await drained(client)
+  await quietPeriod()
+  t.equal(crm.received.length, 1, 'a delivered event is not delivered again')
+  t.equal(ops.received.length, 1, 'a failed delivery is not restarted by the take-over')
+  t.match(await deliveryView(app, 'CRM', id), { state: 'completed', attempts: [{ attempt: 1, outcome: 'success' }] })
+  t.equal(await app.delivery.queues.get('CRM')!.getJob(id), undefined, 'no job for a subscriber that has the event, which would hide its record')
+  t.match(await deliveryView(app, 'OPS', id), { state: 'failed', attemptsMade: 1 })
 })
 
 t.test('an entry naming a subscriber that is no longer configured skips it with a warning and is acknowledged', async (t) => {

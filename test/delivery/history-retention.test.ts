@@ -5,23 +5,33 @@ import type { DeliveryJobData } from '../../src/delivery/job.js'
 import { sweepRetention } from '../../src/delivery/maintenance.js'
 import { RESPONSE_EXCERPT_BYTES } from '../../src/delivery/sender.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { history, postEvent, storedBody, unusualBody, waitForJob } from '../helpers/delivery.js'
+import { deliveryView, history, postEvent, storedBody, unusualBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { freePort } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 
-/** The Redis keys of a delivery that hold its data and its attempt history. */
+/** The Redis keys of a delivery's job that hold its data and its attempt history. */
 async function storedKeys(app: App, subscriber: string, eventId: string): Promise<number> {
   const job = `${app.delivery.queues.get(subscriber)!.qualifiedName}:${eventId}`
   return app.redis.exists(job, `${job}:logs`)
 }
 
-/** Waits for the delivery to vanish from Redis and returns how long after it finished that was. */
+/**
+ * What holds a delivery its immediate attempt completed, which has no job: its record and its entry
+ * in the subscriber's finish-time index (the only one there in these tests, so the index's size).
+ */
+async function storedRecord(app: App, subscriber: string, eventId: string): Promise<number> {
+  const { delivered } = app.delivery
+  return ((await delivered.get(subscriber, eventId)) ? 1 : 0) + (await delivered.count(subscriber))
+}
+
+/** Waits for the delivery, job or record, to vanish from Redis and returns how long after it finished that was. */
 async function removedAfterMs(app: App, subscriber: string, eventId: string): Promise<number> {
-  const { finishedOn } = (await app.delivery.queues.get(subscriber)!.getJob(eventId))!
-  await waitUntil(`${subscriber}'s delivery of ${eventId} to be removed`, async () => (await storedKeys(app, subscriber, eventId)) === 0, 5000, 10)
-  return Date.now() - finishedOn!
+  const finishedAt = Date.parse((await deliveryView(app, subscriber, eventId))!.finishedAt!)
+  await waitUntil(`${subscriber}'s delivery of ${eventId} to be removed`, async () =>
+    (await storedKeys(app, subscriber, eventId)) + (await storedRecord(app, subscriber, eventId)) === 0, 5000, 10)
+  return Date.now() - finishedAt
 }
 
 const isoTime = (value: string) => new Date(value).toISOString() === value
@@ -99,14 +109,21 @@ t.test('a delivery that exhausts its attempts is dead-lettered with its body and
   ])
 })
 
-/** A relay with one subscriber that takes every event and one that refuses every event at once. */
+/**
+ * A relay with a subscriber that takes every event at once (OK: completed by the immediate attempt,
+ * a record rather than a job), one that refuses each first attempt (LATE: completed by a retry, a
+ * job) and one that refuses every event at once (DEAD: a dead letter).
+ */
 async function relayWithRetention(t: Test, retention: Record<string, string>) {
   const ok = await startSubscriber()
+  const late = await startSubscriber((_request, n) => ({ status: n === 1 ? 500 : 200 }))
   const refusing = await startSubscriber(() => ({ status: 500 }))
-  t.teardown(() => Promise.all([ok.close(), refusing.close()]))
+  t.teardown(() => Promise.all([ok.close(), late.close(), refusing.close()]))
   const relay = await startRelay(t, {
     SUBSCRIBER_OK_URL: ok.url,
     SUBSCRIBER_OK_EVENTS: '*',
+    SUBSCRIBER_LATE_URL: late.url,
+    SUBSCRIBER_LATE_EVENTS: '*',
     SUBSCRIBER_DEAD_URL: refusing.url,
     SUBSCRIBER_DEAD_EVENTS: '*',
     SUBSCRIBER_DEAD_MAX_ATTEMPTS: '1',
@@ -114,9 +131,12 @@ async function relayWithRetention(t: Test, retention: Record<string, string>) {
   })
   const id = uniqueEventId()
   await postEvent(relay.app, personaEvent(id))
-  await waitForJob(relay.app, 'OK', id, 'completed')
-  await waitForJob(relay.app, 'DEAD', id, 'failed')
-  t.equal(await storedKeys(relay.app, 'OK', id), 1, 'the completed delivery is stored, its one attempt in its result')
+  await waitForDelivery(relay.app, 'OK', id, 'completed')
+  await waitForDelivery(relay.app, 'LATE', id, 'completed')
+  await waitForDelivery(relay.app, 'DEAD', id, 'failed')
+  t.equal(await storedRecord(relay.app, 'OK', id), 2, 'the immediately completed delivery is stored as a record')
+  t.equal(await storedKeys(relay.app, 'OK', id), 0, 'it has no job')
+  t.equal(await storedKeys(relay.app, 'LATE', id), 2, 'the delivery completed by a retry is stored with its history')
   t.equal(await storedKeys(relay.app, 'DEAD', id), 2, 'the dead letter and its history are stored')
   return { ...relay, id }
 }
@@ -125,12 +145,19 @@ t.test('completed deliveries older than DELIVERY_HISTORY_HOURS disappear on thei
   // 0.0001 h is 360 ms; BullMQ's own age limit counts whole seconds and acts only when another job finishes.
   const { app, logs, id } = await relayWithRetention(t, { DELIVERY_HISTORY_HOURS: '0.0001', RETENTION_SWEEP_INTERVAL_SECONDS: '0.2' })
 
-  const age = await removedAfterMs(app, 'OK', id)
-  t.ok(age >= 360 - 10 && age <= 360 + 200 + 300, `removed ${age} ms after it completed`)
-  t.equal(await app.delivery.queues.get('OK')!.getJobState(id), 'unknown')
+  const ages = await Promise.all([removedAfterMs(app, 'OK', id), removedAfterMs(app, 'LATE', id)])
+  for (const [index, age] of ages.entries()) {
+    t.ok(age >= 360 - 10 && age <= 360 + 200 + 300, `${['OK', 'LATE'][index]}: removed ${age} ms after it completed`)
+  }
+  t.equal(await deliveryView(app, 'OK', id), undefined, 'the immediately completed delivery is gone')
+  t.equal(await deliveryView(app, 'LATE', id), undefined, 'so is the one completed by a retry')
   t.equal(await storedKeys(app, 'DEAD', id), 2, 'the dead letter stays for DEAD_LETTER_RETENTION_DAYS')
   t.equal(await app.delivery.queues.get('DEAD')!.getJobState(id), 'failed')
-  t.match(logs.lines.filter((line) => line.msg === 'retention sweep removed expired deliveries'), [{ queue: 'delivery-OK', removed: 1 }])
+  const sweeps = logs.lines.filter((line) => line.msg === 'retention sweep removed expired deliveries')
+  t.same(sweeps.map(({ queue, removed }) => ({ queue, removed })).sort((a, b) => String(a.queue).localeCompare(String(b.queue))), [
+    { queue: 'delivery-LATE', removed: 1 },
+    { queue: 'delivery-OK', removed: 1 }
+  ])
 })
 
 t.test('dead letters older than DEAD_LETTER_RETENTION_DAYS disappear with body and history; completed deliveries stay', async (t) => {
@@ -140,32 +167,47 @@ t.test('dead letters older than DEAD_LETTER_RETENTION_DAYS disappear with body a
   const age = await removedAfterMs(app, 'DEAD', id)
   t.ok(age >= 864 - 10 && age <= 864 + 200 + 300, `removed ${age} ms after it failed`)
   t.equal(await app.delivery.queues.get('DEAD')!.getJobState(id), 'unknown')
-  t.equal(await storedKeys(app, 'OK', id), 1, 'the completed delivery stays for DELIVERY_HISTORY_HOURS')
-  t.equal(await app.delivery.queues.get('OK')!.getJobState(id), 'completed')
+  // The sweep releases the body right after removing the dead letter that held it last.
+  await waitUntil('the body to be released', async () => (await storedBody(app, id)) === null)
+  t.equal(await storedRecord(app, 'OK', id), 2, 'the completed deliveries stay for DELIVERY_HISTORY_HOURS')
+  t.equal(await storedKeys(app, 'LATE', id), 2)
+  t.equal((await deliveryView(app, 'OK', id))?.state, 'completed')
+  t.equal(await app.delivery.queues.get('LATE')!.getJobState(id), 'completed')
 })
 
 t.test('sweepRetention removes only what is older than each limit and says how many it removed', async (t) => {
   const { app, config, id } = await relayWithRetention(t, { RETENTION_SWEEP_INTERVAL_SECONDS: '3600' })
-  const [okQueue, deadQueue] = [app.delivery.queues.get('OK')!, app.delivery.queues.get('DEAD')!]
-  t.equal(await sweepRetention(okQueue, config.delivery), 0, 'nothing is a day old')
+  const [lateQueue, deadQueue] = [app.delivery.queues.get('LATE')!, app.delivery.queues.get('DEAD')!]
+  // The records of immediately completed deliveries have their own sweep, given the cut-off time.
+  const sweepRecords = (historyHours: number) => app.delivery.delivered.sweep('OK', Date.now() - historyHours * 3_600_000)
+  t.equal(await sweepRetention(lateQueue, config.delivery), 0, 'nothing is a day old')
+  t.equal(await sweepRecords(config.delivery.historyHours), 0)
   t.equal(await sweepRetention(deadQueue, config.delivery), 0, 'nothing is two weeks old')
   const tenSeconds = { ...config.delivery, historyHours: 10 / 3600, deadLetterRetentionDays: 10 / 86400 }
-  t.equal(await sweepRetention(okQueue, tenSeconds), 0, 'nothing is ten seconds old')
+  t.equal(await sweepRetention(lateQueue, tenSeconds), 0, 'nothing is ten seconds old')
+  t.equal(await sweepRecords(tenSeconds.historyHours), 0)
   t.equal(await sweepRetention(deadQueue, tenSeconds), 0)
-  t.equal(await storedKeys(app, 'OK', id), 1)
+  t.equal(await storedRecord(app, 'OK', id), 2)
+  t.equal(await storedKeys(app, 'LATE', id), 2)
   t.equal(await storedKeys(app, 'DEAD', id), 2)
 
   const oneMs = { ...config.delivery, historyHours: 0.001 / 3600, deadLetterRetentionDays: 0.001 / 86400 }
-  await waitUntil('both deliveries to be a few milliseconds old', async () =>
-    Date.now() - Math.max((await okQueue.getJob(id))!.finishedOn!, (await deadQueue.getJob(id))!.finishedOn!) > 5)
-  t.equal(await sweepRetention(okQueue, oneMs), 1)
-  t.equal(await storedKeys(app, 'OK', id), 0, 'the completed delivery and its history are gone')
+  await waitUntil('the deliveries to be a few milliseconds old', async () => {
+    const views = await Promise.all(['OK', 'LATE', 'DEAD'].map((subscriber) => deliveryView(app, subscriber, id)))
+    return Date.now() - Math.max(...views.map((view) => Date.parse(view!.finishedAt!))) > 5
+  })
+  t.equal(await sweepRetention(lateQueue, oneMs), 1)
+  t.equal(await storedKeys(app, 'LATE', id), 0, 'the completed delivery and its history are gone')
   t.equal(await storedKeys(app, 'DEAD', id), 2, 'a sweep of one queue leaves the others alone')
+  t.equal(await storedRecord(app, 'OK', id), 2, 'and the records of immediately completed deliveries')
+  t.equal(await sweepRecords(oneMs.historyHours), 1)
+  t.equal(await storedRecord(app, 'OK', id), 0, 'the immediately completed delivery is gone')
   t.ok(await storedBody(app, id), 'the dead letter still holds the body')
   t.equal(await sweepRetention(deadQueue, oneMs), 1)
   t.equal(await storedKeys(app, 'DEAD', id), 0, 'the dead letter and its history are gone')
   t.ok(await storedBody(app, id), 'the body stays with no one releasing it')
   t.equal(await sweepRetention(deadQueue, oneMs), 0)
+  t.equal(await sweepRecords(oneMs.historyHours), 0)
 })
 
 t.test('a sweep removes more than one batch of expired deliveries', async (t) => {

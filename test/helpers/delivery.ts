@@ -1,7 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { App } from '../../src/app.js'
-import { deliveryHistory, type AttemptRecord } from '../../src/delivery/attempts.js'
+import type { AttemptRecord } from '../../src/delivery/attempts.js'
+import { getDelivery, type DeliveryView } from '../../src/delivery/deliveries.js'
 import { signedHeaders, type LogCapture } from './app.js'
 import { FIXTURE, FIXTURE_ID } from './fixtures.js'
 import { waitUntil } from './wait-until.js'
@@ -28,11 +29,25 @@ export async function waitForJob(app: App, subscriber: string, eventId: string, 
   return (await queue.getJob(eventId))!
 }
 
-/** A delivery's attempt history as the admin API shows it: its log rows, then the completing attempt. */
+/** A delivery as the admin API shows it: its job, or the record of the immediate attempt that completed it. */
+export async function deliveryView(app: App, subscriber: string, eventId: string): Promise<DeliveryView | undefined> {
+  return await getDelivery(app.redis, app.delivery.queues.get(subscriber)!, app.delivery.delivered, subscriber, eventId)
+}
+
+/**
+ * Waits for a delivery to reach `state` as the admin API shows it. A delivery completed by its
+ * immediate attempt has no job, so a completed one is waited for here rather than with waitForJob.
+ */
+export async function waitForDelivery(app: App, subscriber: string, eventId: string, state: DeliveryView['state']): Promise<DeliveryView> {
+  return await waitUntil(`delivery ${eventId} of ${subscriber} to be ${state}`, async () => {
+    const view = await deliveryView(app, subscriber, eventId)
+    return view?.state === state ? view : undefined
+  })
+}
+
+/** A delivery's attempt history as the admin API shows it. */
 export async function history(app: App, subscriber: string, eventId: string): Promise<AttemptRecord[]> {
-  const queue = app.delivery.queues.get(subscriber)!
-  const [{ logs }, job] = await Promise.all([queue.getJobLogs(eventId), queue.getJob(eventId)])
-  return deliveryHistory(logs, job?.returnvalue)
+  return (await deliveryView(app, subscriber, eventId))?.attempts ?? []
 }
 
 /** The event's stored body (shared by its deliveries), or null once no subscriber needs it. */

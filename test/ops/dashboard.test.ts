@@ -128,6 +128,7 @@ t.test('with ADMIN_TOKEN', async (t) => {
   t.test('actions that would leave a delivery without its body are refused', async (t) => {
     const auth = { authorization: basic('admin', ADMIN_TOKEN), 'content-type': 'application/json' }
     const api = `${DASHBOARD_PATH}/api/queues/delivery-CRM`
+    const data = await redis.hget(`persona-relay:delivery-CRM:${FIXTURE_ID}`, 'data')
     const refused = [
       { what: 'editing the data of a failed delivery', method: 'PATCH' as const, url: `${api}/${FIXTURE_ID}/update-data`, payload: { eventId: FIXTURE_ID }, code: 'NOT_FOUND' },
       { what: 'the same with an encoded path', method: 'PATCH' as const, url: `${api}/${FIXTURE_ID}/update-d%61ta`, payload: { eventId: FIXTURE_ID }, code: 'NOT_FOUND' },
@@ -140,8 +141,8 @@ t.test('with ADMIN_TOKEN', async (t) => {
       t.match(response.json(), { code }, what)
     }
     t.equal(await redis.get(`persona-relay:body:${FIXTURE_ID}`), stored, 'the failed delivery still has its body')
-    t.same(Object.keys(JSON.parse((await redis.hget(`persona-relay:delivery-CRM:${FIXTURE_ID}`, 'data'))!) as object).sort(),
-      ['createdAt', 'eventId', 'eventName', 'receivedAt', 'source'], 'nor was its data edited')
+    t.match(JSON.parse(data!), { eventId: FIXTURE_ID, eventName: 'inquiry.approved' }, 'premise: the delivery has its data')
+    t.equal(await redis.hget(`persona-relay:delivery-CRM:${FIXTURE_ID}`, 'data'), data, 'nor was its data edited')
     t.equal(await app.delivery.queues.get('CRM')!.count(), 0, 'nothing was added')
   })
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { request } from 'undici'
 import { personaEvent, signedHeaders, startRelay, uniqueEventId } from '../helpers/app.js'
-import { postEvent, waitForJob } from '../helpers/delivery.js'
+import { postEvent, waitForDelivery } from '../helpers/delivery.js'
 import { freePort } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -43,7 +43,7 @@ t.test('delivery attempts, end-to-end latency and queue gauges follow real deliv
   const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
-  await waitForJob(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
   const text = await scrape(app)
   t.equal(sample(text, 'persona_relay_intake_total{outcome="accepted"}'), 1)
   t.equal(sample(text, 'persona_relay_delivery_attempts_total{subscriber="CRM",outcome="http_error"}'), 1)
@@ -55,6 +55,17 @@ t.test('delivery attempts, end-to-end latency and queue gauges follow real deliv
   t.equal(sample(text, 'persona_relay_queue_jobs{subscriber="CRM",state="failed"}'), 0)
   t.equal(sample(text, 'persona_relay_subscriber_paused{subscriber="CRM"}'), 0)
   t.equal(sample(text, 'persona_relay_oldest_waiting_seconds{subscriber="CRM"}'), 0)
+
+  // The first went through the queue after its first attempt failed; this one is delivered at once
+  // and never becomes a job, yet counts the same.
+  const second = uniqueEventId()
+  await postEvent(app, personaEvent(second))
+  await waitForDelivery(app, 'CRM', second, 'completed')
+  t.equal(await app.delivery.queues.get('CRM')!.getJob(second), undefined, 'premise: delivered without a job')
+  const after = await scrape(app)
+  t.equal(sample(after, 'persona_relay_delivery_attempts_total{subscriber="CRM",outcome="success"}'), 2)
+  t.equal(sample(after, 'persona_relay_end_to_end_seconds_count{subscriber="CRM"}'), 2)
+  t.equal(sample(after, 'persona_relay_queue_jobs{subscriber="CRM",state="completed"}'), 2)
 })
 
 t.test('a paused subscriber shows as paused, with its oldest waiting delivery aging', async (t) => {

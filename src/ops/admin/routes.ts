@@ -30,7 +30,7 @@ const Errors4xx = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 
 
 /** The admin API; registered only when ADMIN_TOKEN is set, so without it these routes are 404. */
 export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: string }> = async (app, { config, token }) => {
-  const { queues, controls } = app.delivery
+  const { queues, controls, delivered } = app.delivery
 
   app.addHook('onRequest', async (request) => {
     if (!bearerTokenMatches(request.headers.authorization, token)) throw new Errors.ADMIN_UNAUTHORIZED()
@@ -52,7 +52,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const deliveries: DeliveryView[] = []
     for (const subscriber of routed) {
       const queue = queues.get(subscriber)
-      const delivery = queue ? await getDelivery(app.redis, queue, subscriber, eventId) : undefined
+      const delivery = queue ? await getDelivery(app.redis, queue, delivered, subscriber, eventId) : undefined
       if (delivery) deliveries.push(delivery)
       else if (name) deliveries.push(notYetQueued(subscriber, eventId, name, receivedAt ?? ''))
     }
@@ -72,7 +72,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const { state = 'failed', subscriber, limit = 50, cursor } = request.query
     const selected = subscriber ? new Map([[subscriber, queueOf(subscriber)]]) : queues
     const offset = cursor ? Number(cursor) : 0
-    const { items, more } = await listDeliveries(app.redis, selected, { state, limit, offset })
+    const { items, more } = await listDeliveries(app.redis, selected, delivered, { state, limit, offset })
     return { items, ...(more ? { nextCursor: String(offset + limit) } : {}) }
   })
 
@@ -84,7 +84,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     if ((await job.getState()) !== 'failed') throw new Errors.DELIVERY_NOT_FAILED()
     await retryDelivery(job)
     request.log.info({ delivery: request.params.deliveryId }, 'admin: delivery re-queued')
-    return reply.code(202).send((await getDelivery(app.redis, queue, parsed.subscriber, parsed.eventId))!)
+    return reply.code(202).send((await getDelivery(app.redis, queue, delivered, parsed.subscriber, parsed.eventId))!)
   })
 
   const bulkRetry = {
@@ -122,9 +122,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
   async function describeSubscriber(name: string) {
     const subscriber = config.subscribers.find((candidate) => candidate.name === name)!
-    const [state, counts] = await Promise.all([
+    const [state, counts, deliveredAtOnce] = await Promise.all([
       controls.get(name)!.state(),
-      queueOf(name).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'completed', 'failed')
+      queueOf(name).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'),
+      delivered.count(name)
     ])
     return {
       name,
@@ -138,7 +139,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
         pending: (counts.wait ?? 0) + (counts.prioritized ?? 0),
         delayed: counts.delayed ?? 0,
         active: counts.active ?? 0,
-        completed: counts.completed ?? 0,
+        completed: (counts.completed ?? 0) + deliveredAtOnce,
         failed: counts.failed ?? 0
       }
     }

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { App } from '../../../src/app.js'
 import { personaEvent, startRelay, uniqueEventId } from '../../helpers/app.js'
 import { ADMIN_TOKEN, admin, eventView, type DeliveryListView } from '../../helpers/admin.js'
-import { closeServer, listenOn, postEvent, waitForJob } from '../../helpers/delivery.js'
+import { closeServer, listenOn, postEvent, waitForDelivery, waitForJob } from '../../helpers/delivery.js'
 import { startSubscriber } from '../../helpers/subscriber.js'
 import { waitUntil } from '../../helpers/wait-until.js'
 
@@ -75,7 +75,7 @@ t.test('failed deliveries are listed newest first, by subscriber, and every page
   }
   const completedId = uniqueEventId()
   await postEvent(app, personaEvent(completedId, 'gamma.happened'))
-  await Promise.all([waitForCount(app, 'ALPHA', 'failed', 8), waitForCount(app, 'BETA', 'failed', 4), waitForJob(app, 'OK', completedId, 'completed')])
+  await Promise.all([waitForCount(app, 'ALPHA', 'failed', 8), waitForCount(app, 'BETA', 'failed', 4), waitForDelivery(app, 'OK', completedId, 'completed')])
 
   const [whole] = await allPages(app, '')
   t.equal(whole!.items.length, 12, 'state defaults to failed')
@@ -101,6 +101,43 @@ t.test('failed deliveries are listed newest first, by subscriber, and every page
   t.equal(completed.body.items.length, 1)
   t.same((await admin(app, 'GET', '/admin/deliveries?state=failed&subscriber=OK')).body, { items: [] })
   t.same((await admin(app, 'GET', '/admin/deliveries?cursor=500')).body, { items: [] }, 'a cursor past the end is an empty page')
+})
+
+t.test('completed deliveries are listed newest first whether delivered at once or after a retry, and every page holds each exactly once', async (t) => {
+  // Every other event is answered 500 the first time: those complete as queue jobs after a retry,
+  // the others on fan-out's immediate attempt, which leaves a record instead of a job.
+  const ids = Array.from({ length: 6 }, () => uniqueEventId())
+  const retried = new Set(ids.filter((_id, index) => index % 2 === 0))
+  const seen = new Set<string>()
+  const subscriber = await startSubscriber((request) => {
+    const id = String(request.headers['webhook-id'])
+    const first = !seen.has(id)
+    seen.add(id)
+    return { status: first && retried.has(id) ? 500 : 200 }
+  })
+  t.teardown(() => subscriber.close())
+  const { app } = await startRelay(t, { ADMIN_TOKEN, SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
+  // One at a time, so that they finish in the order they were posted.
+  for (const id of ids) {
+    await postEvent(app, personaEvent(id))
+    await waitForDelivery(app, 'CRM', id, 'completed')
+  }
+  const queue = app.delivery.queues.get('CRM')!
+  t.same(await Promise.all(ids.map(async (id) => Boolean(await queue.getJob(id)))), ids.map((id) => retried.has(id)),
+    'premise: only the retried deliveries are jobs')
+  const newestFirst = [...ids].reverse()
+
+  const [whole] = await allPages(app, 'state=completed')
+  t.same(whole!.items.map((item) => item.eventId), newestFirst, 'both kinds merged, newest first')
+  t.same(whole!.items.map((item) => item.attemptsMade), newestFirst.map((id) => (retried.has(id) ? 2 : 1)))
+  t.ok(whole!.items.every((item) => item.state === 'completed' && item.attempts.length === item.attemptsMade && item.attempts.at(-1)!.outcome === 'success'))
+  t.ok(isNewestFirst(whole!.items.map((item) => item.finishedAt)), 'newest completion first')
+
+  for (const limit of [1, 4]) {
+    const pages = await allPages(app, `state=completed&subscriber=CRM&limit=${limit}`)
+    t.equal(pages.length, Math.ceil(6 / limit), `limit ${limit}: ${pages.length} pages`)
+    t.same(pages.flatMap((page) => page.items.map((item) => item.eventId)), newestFirst, `limit ${limit}: each once, in order`)
+  }
 })
 
 t.test('delayed deliveries page through every one exactly once, latest due first, whatever order they were queued in', async (t) => {

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import type { App } from '../../../src/app.js'
 import { personaEvent, startRelay, uniqueEventId } from '../../helpers/app.js'
 import { ADMIN_TOKEN, admin, eventView, type DeliveryListView, type SubscriberListView, type SubscriberView } from '../../helpers/admin.js'
-import { postEvent, waitForJob } from '../../helpers/delivery.js'
+import { postEvent, waitForDelivery, waitForJob } from '../../helpers/delivery.js'
 import { startSubscriber } from '../../helpers/subscriber.js'
 import { waitUntil } from '../../helpers/wait-until.js'
 
@@ -49,7 +49,7 @@ t.test('the subscriber list shows settings without credentials, state and delive
   const report = uniqueEventId()
   await postEvent(app, personaEvent(report, 'report.ready'))
   await Promise.all([
-    ...inquiries.flatMap((id) => [waitForJob(app, 'CRM', id, 'completed'), waitForJob(app, 'ERP', id, 'failed')]),
+    ...inquiries.flatMap((id) => [waitForDelivery(app, 'CRM', id, 'completed'), waitForJob(app, 'ERP', id, 'failed')]),
     waitForJob(app, 'LATER', report, 'delayed')
   ])
 
@@ -93,7 +93,7 @@ t.test('a manually paused subscriber holds its deliveries, shows paused everywhe
 
   const ids = [uniqueEventId(), uniqueEventId()]
   for (const id of ids) await postEvent(app, personaEvent(id))
-  await Promise.all(ids.map((id) => waitForJob(app, 'OTHER', id, 'completed')))
+  await Promise.all(ids.map((id) => waitForDelivery(app, 'OTHER', id, 'completed')))
   await Promise.all(ids.map((id) => waitForJob(app, 'CRM', id, 'waiting')))
   // Proving that nothing is sent takes a wait; the other subscriber got both meanwhile.
   await new Promise((resolve) => setTimeout(resolve, 300))
