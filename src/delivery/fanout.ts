@@ -153,39 +153,44 @@ export class Fanout {
     const jobsBySubscriber = new Map<string, { name: string; data: DeliveryJobData; opts: object }[]>()
     const released: Promise<void>[] = []
     const acknowledgeNow: string[] = []
-    const sendsByEntry: [string, (() => Promise<void>)[]][] = []
-    entries.forEach(([streamId], index) => {
+    // Sends start as soon as they hold a slot, before the batch's jobs are added; an entry is
+    // acknowledged once both are done, and never if its jobs could not all be added: it is taken
+    // over later, and its jobs added then.
+    let jobsAdded!: (added: boolean) => void
+    const queued = new Promise<boolean>((resolve) => (jobsAdded = resolve))
+    for (const [index, [streamId]] of entries.entries()) {
       const { data, subscribers } = events[index]!
-      const sends: (() => Promise<void>)[] = []
+      const sends: Promise<void>[] = []
       for (const subscriber of subscribers) {
         if (!queues.has(subscriber)) {
           log.warn({ subscriber, eventId: data.eventId }, 'event routed to a subscriber that is no longer configured; skipped')
           released.push(bodies.settle(data.eventId, subscriber))
           continue
         }
-        const send = batch?.take(subscriber, data)
+        const send = await batch?.take(subscriber, data)
         if (send) {
-          sends.push(send)
+          const sending = send()
+          // Handled by track() once the entry's other deliveries are placed, maybe after this fails.
+          sending.catch(() => undefined)
+          sends.push(sending)
           continue
         }
         const jobs = jobsBySubscriber.get(subscriber) ?? []
         jobs.push({ name: data.eventName, data, opts: { ...jobOptions(subscriber), jobId: data.eventId } })
         jobsBySubscriber.set(subscriber, jobs)
       }
-      if (sends.length > 0) sendsByEntry.push([streamId, sends])
+      if (sends.length > 0) this.track(streamId, sends, queued)
       else acknowledgeNow.push(streamId)
-    })
-    let queued = false
+    }
     try {
       await Promise.all([
         ...[...jobsBySubscriber].map(([subscriber, jobs]) => queues.get(subscriber)!.addBulk(jobs)),
         ...released
       ])
-      queued = true
-    } finally {
-      // The sends hold their slots already. An entry whose jobs could not all be added is not
-      // acknowledged, even once its sends end: it is taken over later, and its jobs added then.
-      for (const [streamId, sends] of sendsByEntry) this.track(streamId, sends, queued)
+      jobsAdded(true)
+    } catch (error) {
+      jobsAdded(false)
+      throw error
     }
     if (acknowledgeNow.length > 0) await acknowledge(connection, streamKey, acknowledgeNow)
   }
@@ -202,10 +207,10 @@ export class Fanout {
     })
   }
 
-  private track(streamId: string, sends: (() => Promise<void>)[], acknowledgeWhenDone: boolean): void {
-    const sending = Promise.all(sends.map((send) => send())).then(
-      () => {
-        if (acknowledgeWhenDone) this.acknowledgeSoon(streamId)
+  private track(streamId: string, sends: Promise<void>[], queued: Promise<boolean>): void {
+    const sending = Promise.all([queued, ...sends]).then(
+      ([added]) => {
+        if (added) this.acknowledgeSoon(streamId)
       },
       (error: Error) => {
         // Left unacknowledged, the entry is taken over once abandoned, and delivered through jobs.

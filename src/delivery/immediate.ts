@@ -30,11 +30,14 @@ export interface RoutedEvent {
 
 /** Sends that one batch of events may make at once; `take` reserves a subscriber's slot. */
 export interface ImmediateBatch {
-  /** The send of this delivery, or undefined when it must go through the subscriber's queue. */
-  take(subscriber: string, data: DeliveryJobData): (() => Promise<void>) | undefined
+  /** The send of this delivery, holding its slot, or undefined when it must go through the subscriber's queue. */
+  take(subscriber: string, data: DeliveryJobData): Promise<(() => Promise<void>) | undefined>
 }
 
-const NOTHING: ImmediateBatch = { take: () => undefined }
+const NOTHING: ImmediateBatch = { take: async () => undefined }
+
+/** How long fan-out waits for a busy subscriber's slot before queueing the delivery instead. */
+export const SLOT_WAIT_MS = 100
 
 /**
  * The first attempt of a delivery, made by fan-out itself instead of through a BullMQ job, while
@@ -49,6 +52,7 @@ const NOTHING: ImmediateBatch = { take: () => undefined }
  */
 export class ImmediateDelivery {
   private readonly subscribers: ReadonlyMap<string, SubscriberConfig>
+  private readonly congested = new Set<string>()
 
   constructor(private readonly options: ImmediateOptions) {
     this.subscribers = new Map(options.subscribers.map((subscriber) => [subscriber.name, subscriber]))
@@ -68,12 +72,30 @@ export class ImmediateDelivery {
     const bodies = new Map(wanted.map((event, index) => [event.data.eventId, (replies[0]![1] as (string | null)[])[index]]))
     const running = new Set(open.filter((_, index) => replies[index + 1]![1] === 0))
     return {
-      take: (name, data) => {
+      take: async (name, data) => {
         const body = bodies.get(data.eventId)
-        if (!body || !running.has(name) || !this.options.slots.get(name)!.tryTake()) return undefined
+        if (!body || !running.has(name) || !(await this.slotOf(name))) return undefined
         return () => this.send(this.subscribers.get(name)!, data, body)
       }
     }
+  }
+
+  /**
+   * A subscriber that keeps up frees a slot within milliseconds: waiting for it paces fan-out to
+   * delivery, where queueing would turn every backlog into jobs. One that does not (slow, or with
+   * its queue's worker waiting for slots) is congested: its deliveries join its queue at once, and
+   * delay no other subscriber's, until it has a free slot again.
+   */
+  private async slotOf(name: string): Promise<boolean> {
+    const slots = this.options.slots.get(name)!
+    if (slots.tryTake()) {
+      this.congested.delete(name)
+      return true
+    }
+    if (this.congested.has(name)) return false
+    if (await slots.takeWithin(SLOT_WAIT_MS)) return true
+    this.congested.add(name)
+    return false
   }
 
   private async send(subscriber: SubscriberConfig, data: DeliveryJobData, body: string): Promise<void> {

@@ -21,6 +21,22 @@ export class Slots {
     await new Promise<void>((resolve) => this.waiting.push(resolve))
   }
 
+  /** Waits at most `ms` for a slot; false if none came. */
+  async takeWithin(ms: number): Promise<boolean> {
+    if (this.tryTake()) return true
+    return await new Promise<boolean>((resolve) => {
+      const waiter = () => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      const timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1)
+        resolve(false)
+      }, ms)
+      this.waiting.push(waiter)
+    })
+  }
+
   release(): void {
     const next = this.waiting.shift()
     if (next) next()

@@ -41,3 +41,16 @@ t.test('run holds a slot for the task and releases it when the task throws', asy
   }), /boom/)
   t.ok(slots.tryTake(), 'released after the failure')
 })
+
+t.test('takeWithin waits for a slot only so long, and gives up its place in line when it does not come', async (t) => {
+  const slots = new Slots(1)
+  t.ok(await slots.takeWithin(10), 'free: taken at once')
+  const started = Date.now()
+  t.notOk(await slots.takeWithin(50), 'none freed in time')
+  t.ok(Date.now() - started >= 45)
+  const waiting = slots.takeWithin(1000)
+  slots.release()
+  t.ok(await waiting, 'a slot freed while waiting goes to the waiter')
+  slots.release()
+  t.ok(slots.tryTake(), 'the waiter that gave up holds no place in line')
+})
