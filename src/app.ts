@@ -10,7 +10,6 @@ import { backfillPlugin } from './backfill/plugin.js'
 import { intakeRoutes } from './intake/route.js'
 import { healthRoutes } from './ops/health.js'
 import { metricsPlugin } from './ops/metrics.js'
-import { DASHBOARD_PATH, dashboardRoutes } from './ops/dashboard.js'
 import { adminRoutes } from './ops/admin/routes.js'
 
 declare module 'fastify' {
@@ -94,6 +93,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   if (config.role !== 'worker') await app.register(intakeRoutes, { config })
   if (config.adminToken) {
     await app.register(adminRoutes, { prefix: '/admin', config, token: config.adminToken })
+    // Loaded only here: bull-board and its UI cost an instance without the admin API about 10 MB.
+    const { DASHBOARD_PATH, dashboardRoutes } = await import('./ops/dashboard.js')
     await app.register(dashboardRoutes, { prefix: DASHBOARD_PATH, token: config.adminToken })
   }
   return app

@@ -96,14 +96,22 @@ export interface Relay extends Proc { baseUrl: string }
 
 /**
  * `node dist/server.js` with only the given relay settings; resolves once /healthz answers. `root`
- * is another checkout's built relay, for a before/after comparison in one run.
+ * is another checkout's built relay, for a before/after comparison in one run. RELAY_NODE_OPTIONS
+ * becomes the relay's NODE_OPTIONS (a heap cap, say), leaving the load generator's alone.
  */
 export async function startRelay(env: Record<string, string>, nodeArgs: string[] = [], root = ROOT): Promise<Relay> {
   const port = await freePort()
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !RELAY_SETTING.test(key)))
   const proc = track(spawn(process.execPath, [...nodeArgs, 'dist/server.js'], {
     cwd: root,
-    env: { ...inherited, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    env: {
+      ...inherited,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      ...(process.env.RELAY_NODE_OPTIONS ? { NODE_OPTIONS: process.env.RELAY_NODE_OPTIONS } : {}),
+      ...env
+    },
     stdio: ['ignore', 'pipe', 'pipe']
   }), `relay ${env.ROLE ?? 'all'}`)
   const baseUrl = `http://127.0.0.1:${port}`

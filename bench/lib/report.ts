@@ -146,10 +146,12 @@ export function renderReport(input: ReportInput): string {
     'npm ci',
     'npm run bench              # full: both persistence modes, both shapes; rewrites BENCHMARKS.md (7–8 minutes on 2 cores)',
     'npm run bench -- --quick   # under 60 s: AOF everysec, ROLE=all only; prints, does not write',
+    'RELAY_NODE_OPTIONS=--max-old-space-size=96 npm run bench -- --quick   # the relay processes only, with a heap cap',
     '```', '',
     'Needs `redis-server` on the PATH (a throwaway one is started on a free port with its own data directory and removed afterwards) ' +
     'and Linux (/proc for RSS and CPU). The relay runs from `dist/` (`npm run bench` builds first) with `LOG_LEVEL=warn` and default ' +
-    'delivery settings; three subscribers match `*` and answer 200 at once. Numbers move with the machine: compare ratios, not bare times.', '')
+    'delivery settings (immediate delivery on), and Node\'s default heap sizing unless RELAY_NODE_OPTIONS is set; three subscribers ' +
+    'match `*` and answer 200 at once. Numbers move with the machine: compare ratios, not bare times.', '')
 
   const kept = input.previous.indexOf(INTERPRETATION)
   push(kept >= 0 ? input.previous.slice(kept).trimEnd() : `${INTERPRETATION}\n\n(Not written yet for this run.)`, '')
