@@ -37,7 +37,7 @@ export interface ImmediateBatch {
 const NOTHING: ImmediateBatch = { take: async () => undefined }
 
 /** How long fan-out waits for a busy subscriber's slot before queueing the delivery instead. */
-export const SLOT_WAIT_MS = 100
+const SLOT_WAIT_MS = 100
 
 /**
  * The first attempt of a delivery, made by fan-out itself instead of through a BullMQ job, while
