@@ -101,7 +101,7 @@ export const SCENARIOS: Record<number, Scenario> = {
       const notes = [`relay back after ${((Date.now() - killedAt) / 1000).toFixed(1)} s (TypeScript loader start-up); new posts held meanwhile, those in flight at the kill failed`]
       await load
       const result = await awaitDeliveries(sender, subscribers, DELIVERY_DEADLINE_MS)
-      notes.push('duplicates = deliveries in flight at the kill, sent again once their intake entry was taken over or their job's lock expired (at-least-once)')
+      notes.push('duplicates = deliveries in flight at the kill, sent again once their intake entry was taken over or their job lock expired (at-least-once)')
       return row(sender, result, notes, [])
     }
   },
