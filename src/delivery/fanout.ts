@@ -142,8 +142,7 @@ export class Fanout {
 
   /**
    * `fresh` entries are read for the first time and may be sent at once; taken-over ones may have
-   * reached some subscribers already, so every delivery of theirs goes through a job, whose worker
-   * skips the subscribers that have the event.
+   * reached some subscribers already, so the others get jobs (skipDelivered).
    */
   private async dispatch(entries: StreamEntry[], fresh: boolean): Promise<void> {
     const { connection, streamKey, queues, jobOptions, bodies, log, immediate } = this.options
@@ -164,7 +163,10 @@ export class Fanout {
       for (const subscriber of subscribers) {
         if (!queues.has(subscriber)) {
           log.warn({ subscriber, eventId: data.eventId }, 'event routed to a subscriber that is no longer configured; skipped')
-          released.push(bodies.settle(data.eventId, subscriber))
+          const release = bodies.settle(data.eventId, subscriber)
+          // Awaited with the jobs below; it may fail while this loop still waits for a slot.
+          release.catch(() => undefined)
+          released.push(release)
           continue
         }
         const send = await batch?.take(subscriber, data)
