@@ -143,6 +143,20 @@ export async function getDelivery(
   return toView(redis, queue, subscriber, job, stateOf(state, paused))
 }
 
+/**
+ * A subscriber's deliveries per BullMQ state; completed ones include those completed by their
+ * immediate attempt, which never were jobs.
+ */
+export async function deliveryCounts(
+  queue: Queue<DeliveryJobData>,
+  delivered: DeliveredRecords,
+  subscriber: string,
+  states: readonly JobType[]
+): Promise<Record<string, number>> {
+  const [counts, deliveredAtOnce] = await Promise.all([queue.getJobCounts(...states), delivered.count(subscriber)])
+  return { ...counts, completed: (counts.completed ?? 0) + deliveredAtOnce }
+}
+
 export interface ListQuery {
   state: DeliveryState
   limit: number

@@ -1,7 +1,6 @@
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { SubscriberConfig } from '../config/index.js'
-import type { EventBodies } from '../store/event-bodies.js'
 import type { DeliveredRecords } from './delivered-records.js'
 import type { DeliveryJobData } from './job.js'
 import type { Slots } from './slots.js'
@@ -18,7 +17,6 @@ export interface ImmediateOptions {
   /** Not the fan-out's own connection, which spends its time blocked in XREADGROUP. */
   connection: Redis
   bodyKey: (eventId: string) => string
-  bodies: EventBodies
   delivered: DeliveredRecords
   context: DeliveryContext
 }
@@ -99,11 +97,11 @@ export class ImmediateDelivery {
   }
 
   private async send(subscriber: SubscriberConfig, data: DeliveryJobData, body: string): Promise<void> {
-    const { queues, controls, jobOptions, bodies, delivered, context } = this.options
+    const { queues, controls, jobOptions, delivered, context } = this.options
     try {
       const report = await sendAttempt(subscriber, data, body, 1, context)
       if (report.verdict.kind === 'delivered') {
-        await bodies.settle(data.eventId, subscriber.name, [controls.get(subscriber.name)!.failuresKey], (transaction) =>
+        await context.bodies.settle(data.eventId, subscriber.name, [controls.get(subscriber.name)!.failuresKey], (transaction) =>
           delivered.write(transaction, subscriber.name, {
             eventId: data.eventId,
             eventName: data.eventName,

@@ -75,7 +75,6 @@ export const deliveryPlugin = fp<{ config: Config }>(
         jobOptions: jobOptionsOf,
         connection,
         bodyKey: app.eventStore.keys.body,
-        bodies: context.bodies,
         delivered,
         context
       })

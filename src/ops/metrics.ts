@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { deliveryCounts } from '../delivery/deliveries.js'
 import type { Delivery } from '../delivery/plugin.js'
 import type { IntakeOutcome } from '../intake/outcome.js'
 
@@ -77,9 +78,9 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        for (const [subscriber, queue] of readable()) {
-          const [counts, deliveredAtOnce] = await Promise.all([queue.getJobCounts(...QUEUE_STATES), delivery()!.delivered.count(subscriber)])
-          counts.completed = (counts.completed ?? 0) + deliveredAtOnce
+        const current = redisReady() ? delivery() : undefined
+        for (const [subscriber, queue] of current?.queues ?? []) {
+          const counts = await deliveryCounts(queue, current!.delivered, subscriber, QUEUE_STATES)
           for (const state of QUEUE_STATES) this.set({ subscriber, state }, counts[state] ?? 0)
         }
       }

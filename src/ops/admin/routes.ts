@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Config } from '../../config/index.js'
 import { ErrorResponse, Errors } from '../../errors.js'
 import {
+  deliveryCounts,
   deliveryId,
   getDelivery,
   listDeliveries,
@@ -122,10 +123,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
   async function describeSubscriber(name: string) {
     const subscriber = config.subscribers.find((candidate) => candidate.name === name)!
-    const [state, counts, deliveredAtOnce] = await Promise.all([
+    const [state, counts] = await Promise.all([
       controls.get(name)!.state(),
-      queueOf(name).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'),
-      delivered.count(name)
+      deliveryCounts(queueOf(name), delivered, name, ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'])
     ])
     return {
       name,
@@ -139,7 +139,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
         pending: (counts.wait ?? 0) + (counts.prioritized ?? 0),
         delayed: counts.delayed ?? 0,
         active: counts.active ?? 0,
-        completed: (counts.completed ?? 0) + deliveredAtOnce,
+        completed: counts.completed ?? 0,
         failed: counts.failed ?? 0
       }
     }
