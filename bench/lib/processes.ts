@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
@@ -95,21 +95,26 @@ const RELAY_SETTING = /^(PORT|HOST|LOG_LEVEL|ROLE|ADMIN_TOKEN|TRUST_PROXY|METRIC
 export interface Relay extends Proc { baseUrl: string }
 
 /**
- * `node dist/server.js` with only the given relay settings; resolves once /healthz answers. `root`
- * is another checkout's built relay, for a before/after comparison in one run. RELAY_NODE_OPTIONS
- * becomes the relay's NODE_OPTIONS (a heap cap, say), leaving the load generator's alone.
+ * The relay as the image runs it (bin/serve, with its heap settings) with only the given relay
+ * settings; resolves once /healthz answers. `root` is another checkout's built relay, for a
+ * before/after comparison in one run (one without bin/serve runs as `node dist/server.js`).
+ * `nodeArgs` (a profiler, say) and RELAY_NODE_OPTIONS (a heap cap) reach the relay's node through
+ * NODE_OPTIONS, leaving the load generator's alone.
  */
 export async function startRelay(env: Record<string, string>, nodeArgs: string[] = [], root = ROOT): Promise<Relay> {
   const port = await freePort()
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !RELAY_SETTING.test(key)))
-  const proc = track(spawn(process.execPath, [...nodeArgs, 'dist/server.js'], {
+  const launcher = join(root, 'bin/serve')
+  const [command, args] = existsSync(launcher) ? [launcher, []] : [process.execPath, ['dist/server.js']]
+  const nodeOptions = [process.env.RELAY_NODE_OPTIONS ?? '', ...nodeArgs].join(' ').trim()
+  const proc = track(spawn(command, args, {
     cwd: root,
     env: {
       ...inherited,
       PORT: String(port),
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
-      ...(process.env.RELAY_NODE_OPTIONS ? { NODE_OPTIONS: process.env.RELAY_NODE_OPTIONS } : {}),
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       ...env
     },
     stdio: ['ignore', 'pipe', 'pipe']

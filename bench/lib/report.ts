@@ -146,11 +146,14 @@ export function renderReport(input: ReportInput): string {
     'npm ci',
     'npm run bench              # full: both persistence modes, both shapes; rewrites BENCHMARKS.md (7–8 minutes on 2 cores)',
     'npm run bench -- --quick   # under 60 s: AOF everysec, ROLE=all only; prints, does not write',
-    'RELAY_NODE_OPTIONS=--max-old-space-size=96 npm run bench -- --quick   # the relay processes only, with a heap cap',
+    'NODE_HEAP_FLAGS=--heap-growing-percent=0 npm run bench -- --quick   # the relay with V8\'s default heap sizing instead of bin/serve\'s',
+    'RELAY_NODE_OPTIONS=--max-old-space-size=96 npm run bench -- --quick   # the relay processes only, with NODE_OPTIONS added',
     '```', '',
     'Needs `redis-server` on the PATH (a throwaway one is started on a free port with its own data directory and removed afterwards) ' +
-    'and Linux (/proc for RSS and CPU). The relay runs from `dist/` (`npm run bench` builds first) with `LOG_LEVEL=warn` and default ' +
-    'delivery settings (immediate delivery on), and Node\'s default heap sizing unless RELAY_NODE_OPTIONS is set; three subscribers ' +
+    'and Linux (/proc for RSS and CPU). The relay runs as the image runs it, `bin/serve` starting `dist/` (`npm run bench` builds first), ' +
+    `with ${process.env.NODE_HEAP_FLAGS ? `NODE_HEAP_FLAGS=${process.env.NODE_HEAP_FLAGS}` : 'bin/serve\'s heap settings'}` +
+    `${process.env.RELAY_NODE_OPTIONS ? ` and NODE_OPTIONS=${process.env.RELAY_NODE_OPTIONS}` : ''}, \`LOG_LEVEL=warn\` and default ` +
+    'delivery settings (immediate delivery on); three subscribers ' +
     'match `*` and answer 200 at once. Numbers move with the machine: compare ratios, not bare times.', '')
 
   const kept = input.previous.indexOf(INTERPRETATION)

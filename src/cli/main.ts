@@ -12,7 +12,7 @@ Commands:
   demo-subscriber  a subscriber that checks our signature and logs event ids
   backfill         fetch events the relay missed from Persona's Events API and queue them
 
-The service itself runs with \`npm start\` (node dist/server.js).
+The service itself runs with \`npm start\` (bin/serve, which starts dist/server.js).
 
 ${SEND_USAGE}
 

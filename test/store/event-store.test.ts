@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { Agent, request } from 'undici'
 import { deliveryCounts } from '../../src/delivery/deliveries.js'
-import { EventStore, type IncomingEvent } from '../../src/store/event-store.js'
+import { EventStore, type IncomingEvent, type RecordOutcome } from '../../src/store/event-store.js'
 import { personaEvent, signedHeaders, startRelay, uniqueEventId } from '../helpers/app.js'
 import { startRedis, type TestRedis } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
@@ -143,6 +143,41 @@ t.test('EventStore.record on a real Redis', async (t) => {
     const racedClient = await connect(t, redis)
     t.equal(await racedClient.xlen('persona-relay:intake'), 10, 'one stream entry per id')
   })
+})
+
+t.test('records made in one turn of the event loop share one write to Redis, each with its own outcome', async (t) => {
+  const { client } = await freshRedis(t)
+  const store = new EventStore(client, 'persona-relay', DAY)
+  const known = incoming()
+  await store.record(known)
+  const readsProcessed = async () => Number(/total_reads_processed:(\d+)/.exec(await client.info('stats'))![1])
+  const before = await readsProcessed()
+  const fresh = Array.from({ length: 50 }, () => incoming())
+  // Each from a callback of its own, as requests are: what is called in one callback shares a write anyway.
+  const outcomes = await Promise.all([known, ...fresh, fresh[0]!].map((event) =>
+    new Promise<RecordOutcome>((resolve, reject) => setImmediate(() => store.record(event).then(resolve, reject)))))
+  // The two INFO calls are reads too; 52 records one by one would be 52 more.
+  t.ok(await readsProcessed() - before <= 4, 'the server read the 52 records in a handful of reads')
+  t.same(outcomes, ['duplicate', ...fresh.map(() => 'recorded'), 'duplicate'],
+    'a copy already recorded, and a copy of an event earlier in the same batch, are duplicates')
+  t.equal(await client.xlen('persona-relay:intake'), 51, 'one stream entry per new id')
+})
+
+t.test('Redis away: every record of the batch fails; once it is back, records go through again', async (t) => {
+  const { redis } = await freshRedis(t)
+  const client = new Redis(redis.url, { enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 500, maxRetriesPerRequest: 1 })
+  client.on('error', () => undefined)
+  t.teardown(() => client.disconnect())
+  await waitUntil('connected', () => client.status === 'ready')
+  const store = new EventStore(client, 'persona-relay', DAY)
+  await redis.kill()
+  const events = Array.from({ length: 5 }, () => incoming())
+  const results = await Promise.allSettled(events.map((event) => store.record(event)))
+  t.same(results.map((result) => result.status), events.map(() => 'rejected'), 'no caller is told its event was recorded')
+  await redis.start()
+  await waitUntil('reconnected', () => client.status === 'ready')
+  t.same(await Promise.all(events.map((event) => store.record(event))), events.map(() => 'recorded'),
+    'Persona\'s retries are recorded')
 })
 
 t.test('the id is forgotten once dedupeTtlSeconds have passed', async (t) => {
