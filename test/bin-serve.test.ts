@@ -11,13 +11,13 @@ const SERVE = join(ROOT, 'bin/serve')
 const SERVER = `${join(ROOT, 'bin')}/../dist/server.js`
 
 /** Runs bin/serve with a stand-in `node` first on the PATH that prints the arguments it was given. */
-function nodeArgumentsOf(env: Record<string, string>): string[] {
+function nodeArgumentsOf(env: Record<string, string>, args: string[] = []): string[] {
   const dir = mkdtempSync(join(tmpdir(), 'persona-relay-serve-'))
   try {
     writeFileSync(join(dir, 'node'), '#!/bin/sh\nprintf "%s\\n" "$@"\n')
     chmodSync(join(dir, 'node'), 0o755)
     const { NODE_HEAP_FLAGS: _ignored, ...inherited } = process.env
-    const output = execFileSync(SERVE, { env: { ...inherited, ...env, PATH: `${dir}:${process.env.PATH}` }, encoding: 'utf8' })
+    const output = execFileSync(SERVE, args, { env: { ...inherited, ...env, PATH: `${dir}:${process.env.PATH}` }, encoding: 'utf8' })
     return output.trimEnd().split('\n')
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -33,4 +33,9 @@ t.test('NODE_HEAP_FLAGS replaces the heap settings, word by word', async (t) => 
   t.same(nodeArgumentsOf({ NODE_HEAP_FLAGS: '--heap-growing-percent=0' }), ['--heap-growing-percent=0', SERVER])
   t.same(nodeArgumentsOf({ NODE_HEAP_FLAGS: '--max-old-space-size=256  --max-semi-space-size=4' }),
     ['--max-old-space-size=256', '--max-semi-space-size=4', SERVER])
+})
+
+t.test('arguments of bin/serve are node\'s own, after the heap flags', async (t) => {
+  t.same(nodeArgumentsOf({}, ['--cpu-prof', '--cpu-prof-dir=/tmp/profiles']),
+    ['--max-semi-space-size=8', '--heap-growing-percent=50', '--cpu-prof', '--cpu-prof-dir=/tmp/profiles', SERVER])
 })

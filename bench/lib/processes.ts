@@ -98,15 +98,14 @@ export interface Relay extends Proc { baseUrl: string }
  * The relay as the image runs it (bin/serve, with its heap settings) with only the given relay
  * settings; resolves once /healthz answers. `root` is another checkout's built relay, for a
  * before/after comparison in one run (one without bin/serve runs as `node dist/server.js`).
- * `nodeArgs` (a profiler, say) and RELAY_NODE_OPTIONS (a heap cap) reach the relay's node through
- * NODE_OPTIONS, leaving the load generator's alone.
+ * `nodeArgs` (a profiler, say) go on the relay's node command line; RELAY_NODE_OPTIONS becomes its
+ * NODE_OPTIONS (a heap cap, say), leaving the load generator's alone.
  */
 export async function startRelay(env: Record<string, string>, nodeArgs: string[] = [], root = ROOT): Promise<Relay> {
   const port = await freePort()
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !RELAY_SETTING.test(key)))
   const launcher = join(root, 'bin/serve')
-  const [command, args] = existsSync(launcher) ? [launcher, []] : [process.execPath, ['dist/server.js']]
-  const nodeOptions = [process.env.RELAY_NODE_OPTIONS ?? '', ...nodeArgs].join(' ').trim()
+  const [command, args] = existsSync(launcher) ? [launcher, nodeArgs] : [process.execPath, [...nodeArgs, 'dist/server.js']]
   const proc = track(spawn(command, args, {
     cwd: root,
     env: {
@@ -114,7 +113,7 @@ export async function startRelay(env: Record<string, string>, nodeArgs: string[]
       PORT: String(port),
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
-      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+      ...(process.env.RELAY_NODE_OPTIONS ? { NODE_OPTIONS: process.env.RELAY_NODE_OPTIONS } : {}),
       ...env
     },
     stdio: ['ignore', 'pipe', 'pipe']
