@@ -68,9 +68,26 @@ export interface ShapeResult {
   shape: Shape
   intake: LoadResult
   throughput: { accepted: number; seconds: number; perSecond: number; complete: boolean }
-  verify?: { rate: number; sent: number; backlogAtEnd: number; drainedWithinMs: number | null; p50: number | null; p99: number | null; max: number | null }
-  latency: { rate: number; sender: PacedResult; count: number; p50: number | null; p99: number | null; max: number | null; complete: boolean }
+  verify?: { rate: number; sent: number; backlogAtEnd: number; drainedWithinMs: number | null; p50: number | null; p99: number | null; max: number | null; aofRewrites: number }
+  latency: { rate: number; sender: PacedResult; count: number; p50: number | null; p99: number | null; max: number | null; complete: boolean; aofRewrites: number }
   rssMaxBytes: Record<string, number>
+}
+
+/**
+ * Counts the AOF rewrites that overlap a phase (one running at its start included): a rewrite forks
+ * Redis and competes for the same two cores, which shows in the latency tail.
+ */
+async function aofRewriteCounter(client: Redis) {
+  const persistence = async () => {
+    const info = await client.info('persistence')
+    const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0)
+    return { done: field('aof_rewrites'), running: field('aof_rewrite_in_progress') }
+  }
+  const start = await persistence()
+  return async () => {
+    const end = await persistence()
+    return end.done - start.done + end.running
+  }
 }
 
 async function startShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers): Promise<Relay[]> {
@@ -83,6 +100,7 @@ export async function measureShape(shape: Shape, redis: BenchRedis, subscribers:
   const intakeUrl = relays[0]!.baseUrl
   const names = shape === 'all' ? ['relay (ROLE=all)'] : ['relay (ROLE=intake)', 'relay (ROLE=worker)']
   const sampler = rssSampler(relays.map((relay) => relay.pid))
+  const stats = new Redis(redis.url)
   try {
     const warm = await blast(intakeUrl, { seconds: settings.warmupSeconds })
     await drain(subscribers, warm.ok, settings.drainDeadlineMs)
@@ -101,28 +119,31 @@ export async function measureShape(shape: Shape, redis: BenchRedis, subscribers:
       // Paced just under the measured end-to-end rate: the backlog must stay small and drain at once.
       await control(subscribers, '/reset')
       const rate = Math.max(50, Math.floor(throughput.perSecond * 0.8))
+      const aofRewrites = await aofRewriteCounter(stats)
       const sent = await paced(intakeUrl, rate, settings.verifySeconds)
       const backlogAtEnd = await backlog(subscribers, sent.ok)
       const end = nowMs()
       const after = await drain(subscribers, sent.ok, settings.drainDeadlineMs)
-      const stats = await control<SubscriberStats>(subscribers, '/stats')
+      const received = await control<SubscriberStats>(subscribers, '/stats')
       verify = { rate, sent: sent.ok, backlogAtEnd, drainedWithinMs: after.complete ? Math.max(0, after.lastAt - end) : null,
-        p50: stats.latency.p50, p99: stats.latency.p99, max: stats.latency.max }
+        p50: received.latency.p50, p99: received.latency.p99, max: received.latency.max, aofRewrites: await aofRewrites() }
       log(`  ${shape}: paced ${rate}/s, backlog at end ${backlogAtEnd}`)
     }
 
     await control(subscribers, '/reset')
     log(`  ${shape}: end-to-end latency at ${settings.latencyRate}/s for ${settings.latencySeconds}s`)
+    const aofRewrites = await aofRewriteCounter(stats)
     const sender = await paced(intakeUrl, settings.latencyRate, settings.latencySeconds)
     const delivered = await drain(subscribers, sender.ok, settings.drainDeadlineMs)
-    const stats = await control<SubscriberStats>(subscribers, '/stats')
-    const latency = { rate: settings.latencyRate, sender, ...stats.latency, complete: delivered.complete }
+    const received = await control<SubscriberStats>(subscribers, '/stats')
+    const latency = { rate: settings.latencyRate, sender, ...received.latency, complete: delivered.complete, aofRewrites: await aofRewrites() }
     log(`  ${shape}: latency p50 ${latency.p50?.toFixed(1)} ms, p99 ${latency.p99?.toFixed(1)} ms`)
 
     const rss = sampler.stop()
     return { shape, intake, throughput, verify, latency, rssMaxBytes: Object.fromEntries(names.map((name, index) => [name, rss[index] ?? 0])) }
   } finally {
     sampler.stop()
+    stats.disconnect()
     for (const relay of relays) await relay.stop()
   }
 }
