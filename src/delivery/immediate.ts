@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { SubscriberConfig } from '../config/index.js'
+import { repliesOf } from '../store/redis.js'
 import type { DeliveredRecords } from './delivered-records.js'
 import type { DeliveryJobData } from './job.js'
 import type { Slots } from './slots.js'
@@ -64,11 +65,9 @@ export class ImmediateDelivery {
     if (wanted.length === 0) return NOTHING
     const pipeline = connection.pipeline().mget(...wanted.map((event) => bodyKey(event.data.eventId)))
     for (const name of open) pipeline.hexists(queues.get(name)!.keys.meta!, 'paused')
-    const replies = (await pipeline.exec()) ?? []
-    const failed = replies.find(([error]) => error)
-    if (failed) throw failed[0]
-    const bodies = new Map(wanted.map((event, index) => [event.data.eventId, (replies[0]![1] as (string | null)[])[index]]))
-    const running = new Set(open.filter((_, index) => replies[index + 1]![1] === 0))
+    const [storedBodies, ...pausedFlags] = repliesOf(await pipeline.exec())
+    const bodies = new Map(wanted.map((event, index) => [event.data.eventId, (storedBodies as (string | null)[])[index]]))
+    const running = new Set(open.filter((_, index) => pausedFlags[index] === 0))
     return {
       take: async (name, data) => {
         const body = bodies.get(data.eventId)

@@ -70,7 +70,7 @@ export class RelayMetrics {
    */
   constructor(delivery: () => Pick<Delivery, 'queues' | 'delivered'> | undefined, redisReady: () => boolean) {
     collectDefaultMetrics({ register: this.registry })
-    const readable = () => (redisReady() ? delivery()?.queues : undefined) ?? new Map()
+    const readable = () => (redisReady() ? delivery() : undefined)
     new Gauge({
       name: 'persona_relay_queue_jobs',
       help: 'Deliveries per subscriber and queue state',
@@ -78,7 +78,7 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        const current = redisReady() ? delivery() : undefined
+        const current = readable()
         for (const [subscriber, queue] of current?.queues ?? []) {
           const counts = await deliveryCounts(queue, current!.delivered, subscriber, QUEUE_STATES)
           for (const state of QUEUE_STATES) this.set({ subscriber, state }, counts[state] ?? 0)
@@ -92,7 +92,7 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        for (const [subscriber, queue] of readable()) {
+        for (const [subscriber, queue] of readable()?.queues ?? []) {
           const [oldest] = await queue.getJobs(['wait'], 0, 0, true)
           this.set({ subscriber }, oldest ? Math.max(Date.now() - oldest.timestamp, 0) / 1000 : 0)
         }
@@ -105,7 +105,7 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        for (const [subscriber, queue] of readable()) this.set({ subscriber }, (await queue.isPaused()) ? 1 : 0)
+        for (const [subscriber, queue] of readable()?.queues ?? []) this.set({ subscriber }, (await queue.isPaused()) ? 1 : 0)
       }
     })
   }

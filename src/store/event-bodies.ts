@@ -1,5 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis'
 import { storeKeys, type StoreKeys } from './keys.js'
+import { repliesOf } from './redis.js'
 
 /** What a delivery finds when it comes for the body. */
 export type BodyLookup =
@@ -91,9 +92,7 @@ export class EventBodies {
     const transaction = this.redis.multi() as BodyTransaction
     transaction.settleBody(keys.length, ...keys, subscriber)
     alsoWrite(transaction)
-    const replies = await transaction.exec()
-    const failed = replies?.find(([error]) => error)
-    if (!replies || failed) throw failed?.[0] ?? new Error('settle transaction aborted')
+    repliesOf(await transaction.exec())
   }
 
   /**
@@ -104,9 +103,7 @@ export class EventBodies {
     if (eventIds.length === 0) return []
     const pipeline = this.redis.pipeline()
     for (const eventId of eventIds) pipeline.hmget(this.keys.event(eventId), 'name', 'pending')
-    const replies = (await pipeline.exec()) ?? []
-    return replies.map(([error, reply]) => {
-      if (error) throw error
+    return repliesOf(await pipeline.exec()).map((reply) => {
       const [name, pending] = reply as [string | null, string | null]
       if (name === null) return undefined
       return pending ? pending.split(',') : []

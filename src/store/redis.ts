@@ -28,6 +28,17 @@ export const BACKGROUND_OPTIONS: RedisOptions = {
 
 const STARTUP_WAIT_MS = 5000
 
+/**
+ * The replies of a pipeline or transaction, in order. ioredis resolves a command that failed as
+ * `[error, undefined]` beside the others, and an aborted transaction as null: either throws here.
+ */
+export function repliesOf(replies: [Error | null, unknown][] | null): unknown[] {
+  if (!replies) throw new Error('Redis transaction aborted')
+  const failed = replies.find(([error]) => error)
+  if (failed) throw failed[0]
+  return replies.map(([, reply]) => reply)
+}
+
 export function connectRedis(url: string, options: RedisOptions, connectionName: string): Redis {
   return new Redis(url, { ...options, connectionName })
 }

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis'
 import { Agent, request } from 'undici'
 import { deliveryCounts } from '../../src/delivery/deliveries.js'
 import { EventStore, type IncomingEvent, type RecordOutcome } from '../../src/store/event-store.js'
+import { REQUEST_PATH_OPTIONS } from '../../src/store/redis.js'
 import { personaEvent, signedHeaders, startRelay, uniqueEventId } from '../helpers/app.js'
 import { startRedis, type TestRedis } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
@@ -165,7 +166,8 @@ t.test('records made in one turn of the event loop share one write to Redis, eac
 
 t.test('Redis away: every record of the batch fails; once it is back, records go through again', async (t) => {
   const { redis } = await freshRedis(t)
-  const client = new Redis(redis.url, { enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 500, maxRetriesPerRequest: 1 })
+  // The intake's own connection settings, with a shorter command timeout for the test's sake.
+  const client = new Redis(redis.url, { ...REQUEST_PATH_OPTIONS, commandTimeout: 500 })
   client.on('error', () => undefined)
   t.teardown(() => client.disconnect())
   await waitUntil('connected', () => client.status === 'ready')
