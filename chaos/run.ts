@@ -1,6 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { cpus, totalmem, release, platform } from 'node:os'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { ScenarioResult } from './check.js'
 import { activeCleanups, runScenario, SCENARIOS } from './scenarios.js'
@@ -138,6 +138,8 @@ waiting after 30 s). Probes now take turns among the oldest few waiting and dela
 (regression test: \`test/delivery/breaker-poisoned.test.ts\`).
 
 Plus the property-based tests (\`test/**/*.property.test.ts\`) with \`PROPERTY_RUNS=${options.propertyRuns}\`.
+
+${readFileSync(new URL('./hardening.md', import.meta.url), 'utf8').trim()}
 
 ## Environment
 

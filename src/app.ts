@@ -1,8 +1,8 @@
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyServerOptions } from 'fastify'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { DestinationStream } from 'pino'
-import type { Config } from './config/index.js'
-import { errorBody, Errors, toServiceError } from './errors.js'
+import { hasPlaceholderSecret, type Config } from './config/index.js'
+import { errorBody, Errors, loggableError, toServiceError } from './errors.js'
 import { redisPlugin } from './store/redis.js'
 import { eventStorePlugin } from './store/event-store.js'
 import { deliveryPlugin } from './delivery/plugin.js'
@@ -40,6 +40,9 @@ export function loggerOptions(config: Config, stream?: DestinationStream): Fasti
   return {
     level: config.logLevel,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    // ioredis attaches a failed command's arguments (bodies among them) to its errors: every `err`
+    // logged anywhere keeps only its message, code and stack.
+    serializers: { err: loggableError },
     ...(stream ? { stream } : {})
   }
 }
@@ -48,11 +51,22 @@ function sendError(reply: FastifyReply, error: FastifyError) {
   return reply.code(error.statusCode ?? 500).send(errorBody(error))
 }
 
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1000
+
 /** Builds the whole service without listening; server.ts listens, tests inject or listen on port 0. */
 export async function buildApp(config: Config, options: BuildOptions = {}) {
   const app = Fastify({
     logger: loggerOptions(config, options.logStream),
     bodyLimit: config.bodyLimitBytes,
+    // Node's defaults let a client that trickles its body (or sends nothing) hold a connection and
+    // its buffered bytes for ever. The whole request, headers and body, must arrive within the
+    // deadline, or Node answers 408 and closes the socket; it checks every second, not every 30 s.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS
+    },
     // One line per request is written by the routes themselves, with what matters to them.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -65,6 +79,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     // Decides which address is the client's (request.ip) for the source allowlist.
     trustProxy: config.trustProxy
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // Past the cap Node closes each new connection at once; open ones carry on.
+  app.server.maxConnections = config.maxConnections
+
+  if (hasPlaceholderSecret(config.persona.secrets)) {
+    app.log.warn('PERSONA_WEBHOOK_SECRET is still the placeholder from .env.example: no delivery from Persona will verify; set the secret from the Persona dashboard')
+  }
 
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   app.setErrorHandler<FastifyError>((error, request, reply) => {
@@ -88,7 +108,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(eventStorePlugin, { prefix: config.redis.prefix, dedupeTtlSeconds: config.dedupeTtlSeconds })
   await app.register(deliveryPlugin, { config })
   await app.register(backfillPlugin, { config })
-  await app.register(healthRoutes)
+  await app.register(healthRoutes, { secrets: config.persona.secrets })
   // A worker-only instance does not take webhooks; it still serves health and the admin API.
   if (config.role !== 'worker') await app.register(intakeRoutes, { config })
   if (config.adminToken) {

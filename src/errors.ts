@@ -42,6 +42,11 @@ export const Errors = {
   EVENT_NOT_FOUND: createError('EVENT_NOT_FOUND', 'No such event is recorded', 404),
   DELIVERY_NOT_FOUND: createError('DELIVERY_NOT_FOUND', 'No such delivery', 404),
   DELIVERY_NOT_FAILED: createError('DELIVERY_NOT_FAILED', 'Only a failed delivery can be retried', 409),
+  DASHBOARD_ACTION_DISABLED: createError(
+    'DASHBOARD_ACTION_DISABLED',
+    'The dashboard does not remove deliveries: the relay tracks their event bodies apart and would keep them without a delivery; retry a failed delivery or let retention remove it',
+    409
+  ),
   SUBSCRIBER_NOT_FOUND: createError('SUBSCRIBER_NOT_FOUND', 'No such subscriber is configured', 404),
   BACKFILL_NOT_CONFIGURED: createError('BACKFILL_NOT_CONFIGURED', 'Backfill needs PERSONA_API_KEY, which is not set', 404),
   BACKFILL_NOT_FOUND: createError('BACKFILL_NOT_FOUND', 'No such backfill (they are kept for 7 days)', 404),
@@ -93,6 +98,29 @@ export function toServiceError(error: FastifyError | Error): FastifyError {
   if (status === 404) return new Errors.NOT_FOUND()
   if (status >= 400 && status < 500) return new Errors.BAD_REQUEST()
   return new Errors.INTERNAL()
+}
+
+export interface LoggableError {
+  [key: string]: unknown
+  type: string
+  message: string
+  code?: string | number
+  stack: string
+}
+
+/**
+ * The part of an unexpected error a log line may hold. Pino's serializer copies every property,
+ * and ioredis attaches the failed command with its arguments (`command.args`), which can be an
+ * event body: personal data. Used as the logger's `err` serializer, so it applies to every line.
+ */
+export function loggableError(error: Error): LoggableError {
+  const { code } = error as { code?: unknown }
+  return {
+    type: error.name ?? 'Error',
+    message: error.message,
+    ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+    stack: error.stack ?? ''
+  }
 }
 
 export function errorBody(error: FastifyError): ErrorResponse {

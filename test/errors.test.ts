@@ -2,7 +2,7 @@ import t from 'tap'
 import { errorCodes, type FastifyError } from 'fastify'
 import createError from '@fastify/error'
 import Value from 'typebox/value'
-import { ErrorResponse, Errors, errorBody, toServiceError } from '../src/errors.js'
+import { ErrorResponse, Errors, errorBody, loggableError, toServiceError } from '../src/errors.js'
 
 function withStatus(message: string, statusCode: number | undefined, code?: string): FastifyError {
   return Object.assign(new Error(message), { statusCode, code }) as FastifyError
@@ -28,6 +28,7 @@ t.test('every error has a stable upper-snake code, a status and a fixed message'
     ['EVENT_NOT_FOUND', 'EVENT_NOT_FOUND', 404],
     ['DELIVERY_NOT_FOUND', 'DELIVERY_NOT_FOUND', 404],
     ['DELIVERY_NOT_FAILED', 'DELIVERY_NOT_FAILED', 409],
+    ['DASHBOARD_ACTION_DISABLED', 'DASHBOARD_ACTION_DISABLED', 409],
     ['SUBSCRIBER_NOT_FOUND', 'SUBSCRIBER_NOT_FOUND', 404],
     ['BACKFILL_NOT_CONFIGURED', 'BACKFILL_NOT_CONFIGURED', 404],
     ['BACKFILL_NOT_FOUND', 'BACKFILL_NOT_FOUND', 404],
@@ -140,4 +141,21 @@ t.test('errorBody gives statusCode, code, the status text and the message', asyn
 
 t.test('errorBody carries exactly the four documented fields', async (t) => {
   t.same(Object.keys(errorBody(new Errors.NOT_FOUND())).sort(), ['code', 'error', 'message', 'statusCode'])
+})
+
+t.test('loggableError keeps the message, the code and the stack, and nothing a library attached', async (t) => {
+  const redisLike = Object.assign(new Error('WRONGTYPE Operation against a key holding the wrong kind of value'), {
+    command: { name: 'hset', args: ['persona-relay:body:evt_1', '{"email":"alex@example.test"}'] },
+    previousErrors: [new Error('alex@example.test')],
+    args: ['alex@example.test']
+  })
+  t.same(loggableError(redisLike), { type: 'Error', message: redisLike.message, stack: redisLike.stack })
+  t.notMatch(JSON.stringify(loggableError(redisLike)), 'alex@example.test')
+
+  const withCode = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+  t.same(loggableError(withCode), { type: 'Error', message: withCode.message, code: 'ECONNREFUSED', stack: withCode.stack })
+  t.match(loggableError(Object.assign(new Error('bullmq'), { code: -8 })), { code: -8 }, 'a numeric code, as BullMQ gives')
+  t.notOk('code' in loggableError(Object.assign(new Error('odd'), { code: { args: ['x'] } })), 'a code that is not a string or number is dropped')
+  const ours = new Errors.INTERNAL()
+  t.same(loggableError(ours), { type: ours.name, message: 'Internal error', code: 'INTERNAL_ERROR', stack: ours.stack }, 'our own errors too')
 })

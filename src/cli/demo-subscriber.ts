@@ -63,3 +63,17 @@ export async function demoSubscriber(argv: string[], env: NodeJS.ProcessEnv, out
   output.out(`demo subscriber listening on ${values.host ?? '0.0.0.0'}:${port}`)
   return server
 }
+
+/**
+ * In a container the demo is PID 1, which the kernel gives no default SIGTERM action: without a
+ * handler `docker compose down` waits out its grace period and kills it.
+ */
+export function stopOnSignals(server: Server, output: Output): void {
+  const stop = (signal: NodeJS.Signals) => {
+    output.out(`demo subscriber stopping (${signal})`)
+    server.closeAllConnections()
+    server.close(() => process.exit(0))
+  }
+  process.once('SIGTERM', stop)
+  process.once('SIGINT', stop)
+}

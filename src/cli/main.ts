@@ -1,6 +1,6 @@
 import { consoleOutput, UsageError, type Output } from './args.js'
 import { BACKFILL_USAGE, backfill } from './backfill.js'
-import { DEMO_SUBSCRIBER_USAGE, demoSubscriber } from './demo-subscriber.js'
+import { DEMO_SUBSCRIBER_USAGE, demoSubscriber, stopOnSignals } from './demo-subscriber.js'
 import { SEND_USAGE, send } from './send.js'
 import { VERIFY_USAGE, verify } from './verify.js'
 
@@ -48,7 +48,7 @@ export async function main(
       case 'backfill':
         return await backfill(rest, env, output)
       case 'demo-subscriber':
-        await demoSubscriber(rest, env, output)
+        stopOnSignals(await demoSubscriber(rest, env, output), output)
         return undefined
       case undefined:
       case 'help':

@@ -34,6 +34,8 @@ export interface Config {
   }
   dedupeTtlSeconds: number
   bodyLimitBytes: number
+  requestTimeoutMs: number
+  maxConnections: number
   delivery: {
     historyHours: number
     deadLetterRetentionDays: number
@@ -97,6 +99,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (global?.BACKFILL_INTERVAL_SECONDS !== undefined && !global.PERSONA_API_KEY) {
     problems.push('BACKFILL_INTERVAL_SECONDS: needs PERSONA_API_KEY, as backfill reads Persona\'s Events API')
   }
+  // A signed request can be replayed until its t plus the tolerance, and its record may date from
+  // as early as t minus the tolerance (t may lie in the future by that much): the record must
+  // outlive both, or a replay inside the window would be taken as a new event.
+  if (global && global.PERSONA_TIMESTAMP_TOLERANCE_SECONDS * 2 >= global.DEDUPE_TTL_SECONDS) {
+    problems.push(
+      `PERSONA_TIMESTAMP_TOLERANCE_SECONDS: must be less than half of DEDUPE_TTL_SECONDS (${global.DEDUPE_TTL_SECONDS}), or a replay inside the window could outlive its de-duplication record (got ${global.PERSONA_TIMESTAMP_TOLERANCE_SECONDS})`
+    )
+  }
   if (!global || problems.length > 0) throw new ConfigError(problems)
 
   return {
@@ -112,6 +122,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     dedupeTtlSeconds: global.DEDUPE_TTL_SECONDS,
     bodyLimitBytes: global.BODY_LIMIT_BYTES,
+    requestTimeoutMs: global.REQUEST_TIMEOUT_MS,
+    maxConnections: global.MAX_CONNECTIONS,
     delivery: {
       historyHours: global.DELIVERY_HISTORY_HOURS,
       deadLetterRetentionDays: global.DEAD_LETTER_RETENTION_DAYS,
@@ -269,6 +281,13 @@ function trustProxyProblemOf(value: string): string | undefined {
   const bad = splitList(value).filter((entry) => !PROXY_RANGE_NAMES.has(entry) && (entry === PERSONA_KEYWORD || allowlistEntryProblem(entry)))
   if (bad.length === 0) return undefined
   return `expected true, false, or addresses/CIDRs of proxies (or loopback, linklocal, uniquelocal), comma-separated (got ${JSON.stringify(value)})`
+}
+
+/** The stand-in `.env.example` ships, which no delivery from Persona could ever verify under. */
+export const PLACEHOLDER_SECRET_PREFIX = 'wbhsec_replace-me'
+
+export function hasPlaceholderSecret(secrets: readonly string[]): boolean {
+  return secrets.some((secret) => secret.startsWith(PLACEHOLDER_SECRET_PREFIX))
 }
 
 export function splitList(value: string): string[] {

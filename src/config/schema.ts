@@ -22,6 +22,10 @@ export const EnvSchema = Type.Object({
   PERSONA_ACCEPT_SPLIT_HEADERS: Type.Boolean({ default: false }),
   DEDUPE_TTL_SECONDS: Type.Integer({ ...PositiveInteger, default: 604800 }),
   BODY_LIMIT_BYTES: Type.Integer({ ...PositiveInteger, default: 1048576 }),
+  /** Whole-request deadline, headers and body; a client slower than this gets 408 and is closed. */
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, default: 15000 }),
+  /** Open connections one instance accepts; past it new ones are closed at once. */
+  MAX_CONNECTIONS: Type.Integer({ ...PositiveInteger, default: 2048 }),
   DELIVERY_TIMEOUT_MS: Type.Integer({ ...PositiveInteger, default: 10000 }),
   DELIVERY_RETRY_SCHEDULE: Type.String({ ...RetrySchedule, default: '5,30,120,600,1800,3600,10800,21600,43200,86400' }),
   DELIVERY_MAX_ATTEMPTS: Type.Optional(PositiveInteger),

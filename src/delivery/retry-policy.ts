@@ -13,7 +13,8 @@ const RETRY_AFTER_STATUSES = new Set([429, 503])
 /**
  * What to do after an attempt. Everything but a 2xx and a 410 is retried on the schedule: 408,
  * 429 and 5xx obviously, other 4xx because subscribers deploy fixes, 3xx because redirects are not
- * followed. Every failure counts towards the circuit breaker.
+ * followed. A request our own client refused (errorClass `client`) is retried too: it is our
+ * mistake, usually in configuration, and the retry after the fix is deployed delivers it.
  */
 export function judgeAttempt(result: AttemptResult, nowMs: number): AttemptVerdict {
   if (result.outcome === 'success') return { kind: 'delivered' }
@@ -23,4 +24,13 @@ export function judgeAttempt(result: AttemptResult, nowMs: number): AttemptVerdi
     if (retryAfterMs !== undefined) return { kind: 'retry', retryAfterMs }
   }
   return { kind: 'retry' }
+}
+
+/**
+ * Whether a failed attempt counts towards the subscriber's circuit breaker. A request our own client
+ * refused never reached the subscriber: it says nothing of its health, and counted, events the
+ * client cannot send would pause the subscriber for every other event.
+ */
+export function countsTowardsBreaker(result: AttemptResult): boolean {
+  return result.outcome !== 'success' && result.errorClass !== 'client'
 }

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
 import { logAttempt } from './attempts.js'
 import { pendingImmediateAttempt, withoutImmediateAttempt, type DeliveryJobData } from './job.js'
+import { countsTowardsBreaker } from './retry-policy.js'
 import type { DeliveryOutcome } from './worker.js'
 
 /** How many of the oldest waiting deliveries the probe takes turns among. */
@@ -122,7 +123,7 @@ export class SubscriberControl {
       if (delivery.kind === 'attempted') {
         await logAttempt(job, delivery.record)
         if (delivery.verdict.kind !== 'delivered') {
-          await redis.incr(this.failuresKey)
+          if (countsTowardsBreaker(delivery.result)) await redis.incr(this.failuresKey)
           return false
         }
       }

@@ -5,7 +5,7 @@ import type { SubscriberConfig } from '../config/index.js'
 import { attemptRecord, logAttempt, type AttemptRecord } from './attempts.js'
 import { pendingImmediateAttempt, queueName, withoutImmediateAttempt, type DeliveryJobData } from './job.js'
 import { retryDelayMs } from './retry-schedule.js'
-import { judgeAttempt, type AttemptVerdict } from './retry-policy.js'
+import { countsTowardsBreaker, judgeAttempt, type AttemptVerdict } from './retry-policy.js'
 import { sendDelivery, type AttemptResult } from './sender.js'
 import type { Slots } from './slots.js'
 import type { SubscriberControl } from './subscriber-control.js'
@@ -124,7 +124,7 @@ export function createDeliveryWorker({ subscriber, connection, prefix, control, 
       await context.bodies.settle(job.data.eventId, subscriber.name, [control.failuresKey])
       return { status: result.status, durationMs: result.durationMs, attempt: record }
     }
-    await Promise.all([logAttempt(job, record), control.recordFailure()])
+    await Promise.all([logAttempt(job, record), countsTowardsBreaker(result) && control.recordFailure()])
     if (handedOver) await job.updateData(withoutImmediateAttempt(job.data))
     const lastAttempt = verdict.kind === 'gone' || record.attempt >= (job.opts.attempts ?? 1)
     if (lastAttempt) await context.bodies.retain(job.data.eventId, deadLetterRetentionSeconds)

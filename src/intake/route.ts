@@ -32,7 +32,10 @@ declare module 'fastify' {
 export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   const routeEvent = createRouter(config.subscribers)
   const allowed = config.allowedIps.length > 0 ? createAllowlist(config.allowedIps) : undefined
-  const parseJson = app.getDefaultJsonParser('error', 'error')
+  // Only envelope fields are read and the signed bytes are what is forwarded, so a `__proto__` or
+  // `constructor.prototype` key is harmless: dropped from the parsed object, never refused, as
+  // refusing a signed body would refuse each of Persona's retries of it too.
+  const parseJson = app.getDefaultJsonParser('remove', 'remove')
   // Only JSON is a webhook: everything else (text/plain included) is 415 here.
   app.removeAllContentTypeParsers()
   // The parser keeps the exact bytes (request.rawBody) that Persona signed and subscribers get,

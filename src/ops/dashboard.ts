@@ -29,6 +29,18 @@ const NOT_SERVED = new Set([
   `POST ${DASHBOARD_PATH}/api/queues/:queueName/add`,
   `PATCH ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/update-data`
 ])
+/**
+ * bull-board actions that delete jobs. Only the relay settling a delivery releases its share of the
+ * event body (store/event-bodies.ts): removed here, a delivery would vanish without a dead letter
+ * while its body, personal data, stayed in Redis until DEDUPE_TTL_SECONDS.
+ */
+const REMOVES_JOBS = new Set([
+  `PUT ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/clean`,
+  `PUT ${DASHBOARD_PATH}/api/queues/:queueName/clean/:queueStatus`,
+  `PUT ${DASHBOARD_PATH}/api/queues/:queueName/empty`,
+  `PUT ${DASHBOARD_PATH}/api/queues/:queueName/obliterate`,
+  `PUT ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/remove-unprocessed-children`
+])
 const RETRY_ALL = `PUT ${DASHBOARD_PATH}/api/queues/:queueName/retry/:queueStatus`
 // The board offers it on a completed delivery that once failed, whatever allowCompletedRetries says.
 const RETRY_ONE = `PUT ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/retry`
@@ -44,6 +56,7 @@ async function refusedAction(request: FastifyRequest, queues: ReadonlyMap<string
   const route = `${request.method} ${request.routeOptions.url}`
   const params = request.params as BoardParams
   if (NOT_SERVED.has(route)) return new Errors.NOT_FOUND()
+  if (REMOVES_JOBS.has(route)) return new Errors.DASHBOARD_ACTION_DISABLED()
   if (route === RETRY_ALL && params.queueStatus !== 'failed') return new Errors.DELIVERY_NOT_FAILED()
   if (route === RETRY_ONE) {
     const state = await queues.get(params.queueName ?? '')?.getJobState(params.jobId ?? '')
@@ -61,6 +74,10 @@ const ADAPTER_OPTIONS = { allowRetries: true, allowCompletedRetries: false, desc
  */
 export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app, { token }) => {
   const queuesByName = new Map<string, Queue>([...app.delivery.queues.values()].map((queue) => [queue.name, queue]))
+  // The board can act on every queue; a page framed by another site could click for the operator.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('x-frame-options', 'DENY').header('content-security-policy', "frame-ancestors 'none'")
+  })
   // Answers are sent, not thrown: bull-board's own error handler would turn them into its internal-error shape.
   app.addHook('onRequest', async (request, reply) => {
     if (!dashboardAuthorized(request.headers.authorization, token)) {
@@ -72,6 +89,9 @@ export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app
     const refused = await refusedAction(request, queuesByName)
     if (refused) return reply.code(refused.statusCode!).send(errorBody(refused))
   })
+
+  // Ours, so that an unknown path under the board passes the hooks above too.
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody(new Errors.NOT_FOUND())))
 
   const serverAdapter = new FastifyAdapter()
   serverAdapter.setBasePath(DASHBOARD_PATH)

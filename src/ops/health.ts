@@ -1,11 +1,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
+import { hasPlaceholderSecret } from '../config/index.js'
 
 const Health = Type.Object({ status: Type.Literal('ok') })
 const Check = Type.Union([Type.Literal('ok'), Type.Literal('failing')])
 const Readiness = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
-  checks: Type.Object({ redis: Check, delivery: Check }),
+  checks: Type.Object({
+    redis: Check,
+    delivery: Check,
+    /** A warning, not a failure: the relay runs, but no real Persona delivery can verify. */
+    personaSecret: Type.Union([Type.Literal('ok'), Type.Literal('placeholder')])
+  }),
   /** Subscribers whose deliveries wait (circuit breaker or operator): the relay still takes events. */
   pausedSubscribers: Type.Array(Type.String())
 })
@@ -13,7 +19,8 @@ const Readiness = Type.Object({
 const PING_TIMEOUT_MS = 1000
 
 /** `/healthz`: the process answers. `/readyz`: it can take events (Redis) and forward them (workers). */
-export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const healthRoutes: FastifyPluginAsyncTypebox<{ secrets: readonly string[] }> = async (app, { secrets }) => {
+  const personaSecret = hasPlaceholderSecret(secrets) ? ('placeholder' as const) : ('ok' as const)
   const quiet = { config: { requestLog: false } }
 
   app.get('/healthz', { ...quiet, schema: { response: { 200: Health } } }, async () => ({ status: 'ok' as const }))
@@ -26,7 +33,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const pausedSubscribers = redis === 'ok' ? await pausedNames(app.delivery.queues) : []
     return reply
       .code(ready ? 200 : 503)
-      .send({ status: ready ? 'ready' : 'unavailable', checks: { redis, delivery }, pausedSubscribers })
+      .send({ status: ready ? 'ready' : 'unavailable', checks: { redis, delivery, personaSecret }, pausedSubscribers })
   })
 }
 

@@ -7,6 +7,11 @@ import { USER_AGENT } from '../version.js'
 
 /** The largest page Persona serves. */
 export const MAX_PAGE_SIZE = 100
+/**
+ * The most bytes read of one page: 100 events of 1 MB each is far more than Persona sends, and a
+ * broken or hostile endpoint must not make the relay buffer whatever it streams.
+ */
+export const MAX_PAGE_BYTES = 16 * 1024 * 1024
 
 export interface EventsApiOptions {
   /** Tries per page before a 429, 5xx or network failure ends the walk. */
@@ -78,9 +83,9 @@ export class PersonaEventsApi {
         headers: this.headers(),
         signal: AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)])
       })
-      text = await response.body.text()
+      text = await readCapped(response.body, MAX_PAGE_BYTES)
     } catch (error) {
-      if (signal.aborted) throw error
+      if (signal.aborted || error instanceof Errors.PERSONA_API_BAD_RESPONSE) throw error
       return { retry: (error as { code?: string }).code ?? (error as Error).name, waitMs: undefined }
     }
     const status = response.statusCode
@@ -107,6 +112,20 @@ export class PersonaEventsApi {
       ...(keyInflection ? { 'key-inflection': keyInflection } : {})
     }
   }
+}
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, limit: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let length = 0
+  for await (const chunk of body) {
+    length += chunk.length
+    if (length > limit) {
+      body.destroy()
+      throw new Errors.PERSONA_API_BAD_RESPONSE(`a page is larger than ${limit / (1024 * 1024)} MiB`)
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, length).toString('utf8')
 }
 
 function itemsOf(body: unknown): unknown[] {

@@ -64,8 +64,10 @@ export function signatureHeader(secrets: readonly string[], timestamp: number, b
 
 /**
  * Accepts when any group's `v1` matches under any secret with that group's own `t`, and that `t`
- * is within the tolerance of now, in either direction. A matching signature with a `t` outside the
- * window is reported as `stale` so that operators can tell a replay or a skewed clock from forgery.
+ * is within the tolerance of now, in either direction. Only groups inside the window are hashed,
+ * so a header of stale groups costs an unauthenticated sender no HMAC work at all. When no group
+ * inside the window matches and the header has a group outside it, the answer is `stale`: only a
+ * stale group could have matched, which tells a replay or a skewed clock from a wrong secret.
  */
 export function verifySignature(
   header: string | undefined,
@@ -76,21 +78,17 @@ export function verifySignature(
   const groups = parseSignatureHeader(header)
   if (!groups) return { ok: false, reason: 'malformed' }
 
-  let stale = false
+  const fresh = groups.filter((group) => Math.abs(options.nowSeconds - group.timestamp) <= options.toleranceSeconds)
   const expectedByTimestamp = new Map<number, Buffer[]>()
-  for (const group of groups) {
+  for (const group of fresh) {
     let expected = expectedByTimestamp.get(group.timestamp)
     if (!expected) {
       expected = options.secrets.map((secret) => Buffer.from(computeSignature(secret, group.timestamp, body)))
       expectedByTimestamp.set(group.timestamp, expected)
     }
-    if (!group.signatures.some((signature) => matchesAny(signature, expected))) continue
-    if (Math.abs(options.nowSeconds - group.timestamp) <= options.toleranceSeconds) {
-      return { ok: true, timestamp: group.timestamp }
-    }
-    stale = true
+    if (group.signatures.some((signature) => matchesAny(signature, expected))) return { ok: true, timestamp: group.timestamp }
   }
-  return { ok: false, reason: stale ? 'stale' : 'mismatch' }
+  return { ok: false, reason: fresh.length < groups.length ? 'stale' : 'mismatch' }
 }
 
 function matchesAny(candidate: string, expected: Buffer[]): boolean {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { MAX_RETRY_AFTER_MS } from '../../src/delivery/retry-after.js'
-import { judgeAttempt, type AttemptVerdict } from '../../src/delivery/retry-policy.js'
+import { countsTowardsBreaker, judgeAttempt, type AttemptVerdict } from '../../src/delivery/retry-policy.js'
 import type { AttemptResult } from '../../src/delivery/sender.js'
 
 const NOW = Date.parse('2026-11-27T10:00:00.000Z')
@@ -64,8 +64,23 @@ t.test('408, other 4xx, 5xx and 3xx are retried on the schedule', async (t) => {
   }
 })
 
-t.test('timeouts and every kind of network failure are retried on the schedule', async (t) => {
-  for (const errorClass of ['timeout', 'connection_refused', 'connection_reset', 'dns', 'tls', 'network'] as const) {
+t.test('timeouts, every kind of network failure and client errors are retried on the schedule', async (t) => {
+  for (const errorClass of ['timeout', 'connection_refused', 'connection_reset', 'dns', 'tls', 'network', 'client'] as const) {
     t.same(judgeAttempt(failed(errorClass), NOW), RETRY, errorClass)
   }
+})
+
+t.test('every failure counts towards the breaker but a request our own client refused', async (t) => {
+  const cases: [string, AttemptResult, boolean][] = [
+    ['HTTP 200', answered(200), false],
+    ['HTTP 204', answered(204), false],
+    ['HTTP 500', answered(500), true],
+    ['HTTP 410', answered(410), true],
+    ['HTTP 429', answered(429, '1'), true],
+    ...(['timeout', 'connection_refused', 'connection_reset', 'dns', 'tls', 'network'] as const).map(
+      (errorClass): [string, AttemptResult, boolean] => [errorClass, failed(errorClass), true]
+    ),
+    ['client', failed('client'), false]
+  ]
+  for (const [what, result, counts] of cases) t.equal(countsTowardsBreaker(result), counts, what)
 })

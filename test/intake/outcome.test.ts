@@ -22,6 +22,7 @@ t.test('each of our errors labels the request with its outcome', async (t) => {
     ['EVENT_NOT_FOUND', 'error'],
     ['DELIVERY_NOT_FOUND', 'error'],
     ['DELIVERY_NOT_FAILED', 'error'],
+    ['DASHBOARD_ACTION_DISABLED', 'error'],
     ['SUBSCRIBER_NOT_FOUND', 'error'],
     ['BACKFILL_NOT_CONFIGURED', 'error'],
     ['BACKFILL_NOT_FOUND', 'error'],

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
+import { Errors } from '../../src/errors.js'
 import { dashboardAuthorized, DASHBOARD_PATH } from '../../src/ops/dashboard.js'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
 import { signedHeaders, startRelay } from '../helpers/app.js'
@@ -68,7 +69,7 @@ t.test('with ADMIN_TOKEN', async (t) => {
 
   t.test('without credentials: 401 with a Basic challenge, for the page and everything under it', async (t) => {
     for (const url of [DASHBOARD_PATH, `${DASHBOARD_PATH}/`, `${DASHBOARD_PATH}/api/queues`, `${DASHBOARD_PATH}/queue/delivery-CRM`,
-      `${DASHBOARD_PATH}/static/js/main.js`]) {
+      `${DASHBOARD_PATH}/static/js/main.js`, `${DASHBOARD_PATH}/no/such/page`]) {
       const response = await get(url)
       t.equal(response.statusCode, 401, url)
       t.match(response.headers['www-authenticate'], /^Basic realm="persona-relay"/, `${url} asks for Basic credentials`)
@@ -144,6 +145,58 @@ t.test('with ADMIN_TOKEN', async (t) => {
     t.match(JSON.parse(data!), { eventId: FIXTURE_ID, eventName: 'inquiry.approved' }, 'premise: the delivery has its data')
     t.equal(await redis.hget(`persona-relay:delivery-CRM:${FIXTURE_ID}`, 'data'), data, 'nor was its data edited')
     t.equal(await app.delivery.queues.get('CRM')!.count(), 0, 'nothing was added')
+  })
+
+  t.test('actions that delete deliveries are refused and nothing is lost', async (t) => {
+    const auth = { authorization: basic('admin', ADMIN_TOKEN), 'content-type': 'application/json' }
+    const api = `${DASHBOARD_PATH}/api/queues/delivery-CRM`
+    const queue = app.delivery.queues.get('CRM')!
+    const before = await queue.getJobCounts('failed', 'completed')
+    t.equal(before.failed, 1, 'premise: the failed delivery is in its queue')
+    const refused = [
+      { what: 'removing one delivery', url: `${api}/${FIXTURE_ID}/clean` },
+      { what: 'the same with an encoded path', url: `${api}/${FIXTURE_ID}/cle%61n` },
+      { what: 'cleaning failed deliveries', url: `${api}/clean/failed` },
+      { what: 'cleaning completed deliveries', url: `${api}/clean/completed` },
+      { what: 'emptying the queue', url: `${api}/empty` },
+      { what: 'obliterating the queue', url: `${api}/obliterate`, payload: { force: true } },
+      { what: 'removing unprocessed children', url: `${api}/${FIXTURE_ID}/remove-unprocessed-children` }
+    ]
+    for (const { what, url, payload } of refused) {
+      const response = await app.inject({ method: 'PUT', url, headers: auth, payload: payload ?? {} })
+      t.equal(response.statusCode, 409, what)
+      t.same(response.json(), {
+        statusCode: 409,
+        code: 'DASHBOARD_ACTION_DISABLED',
+        error: 'Conflict',
+        message: new Errors.DASHBOARD_ACTION_DISABLED().message
+      }, what)
+    }
+    t.same(await queue.getJobCounts('failed', 'completed'), before, 'every delivery is still in its queue')
+    t.equal(await queue.getJobState(FIXTURE_ID), 'failed', 'the failed delivery is still failed')
+    t.equal(await redis.get(`persona-relay:body:${FIXTURE_ID}`), stored, 'and still has its body')
+  })
+
+  t.test('every dashboard answer forbids framing, whatever its status', async (t) => {
+    const bearer = `Bearer ${ADMIN_TOKEN}`
+    const page = (await get(DASHBOARD_PATH, bearer)).body
+    const script = /src="([^"]+\.js)"/.exec(page)![1]!
+    const asset = script.startsWith('/') ? script : `${DASHBOARD_PATH}/${script}`
+    const answers = {
+      'the page': await get(DASHBOARD_PATH, bearer),
+      'a queue page': await get(`${DASHBOARD_PATH}/queue/delivery-CRM`, bearer),
+      'an asset': await get(asset, bearer),
+      'the API': await get(`${DASHBOARD_PATH}/api/queues`, bearer),
+      'a 401': await get(DASHBOARD_PATH),
+      'a 401 for an asset': await get(asset),
+      'a refused action': await app.inject({ method: 'PUT', url: `${DASHBOARD_PATH}/api/queues/delivery-CRM/empty`, headers: { authorization: bearer } }),
+      "bull-board's own 404": await get(`${DASHBOARD_PATH}/api/queues/delivery-CRM/evt_unknown`, bearer),
+      'an unknown path': await get(`${DASHBOARD_PATH}/no/such/page/here`, bearer)
+    }
+    for (const [what, response] of Object.entries(answers)) {
+      t.equal(response.headers['x-frame-options'], 'DENY', `${what} (${response.statusCode}) sends X-Frame-Options`)
+      t.equal(response.headers['content-security-policy'], "frame-ancestors 'none'", `${what} (${response.statusCode}) sends frame-ancestors`)
+    }
   })
 
   t.test('a failed delivery can be retried from the board, and once completed it cannot', async (t) => {

@@ -21,7 +21,7 @@ t.test('/healthz answers 200 ok and stays out of the request log', async (t) => 
 
 t.test('/readyz answers 200 when Redis and delivery are up', async (t) => {
   const { app } = await startRelay(t)
-  t.same(await readiness(app), { statusCode: 200, body: { status: 'ready', checks: { redis: 'ok', delivery: 'ok' }, pausedSubscribers: [] } })
+  t.same(await readiness(app), { statusCode: 200, body: { status: 'ready', checks: { redis: 'ok', delivery: 'ok', personaSecret: 'ok' }, pausedSubscribers: [] } })
 })
 
 t.test('/readyz answers 503 while Redis is down and ready again once it is back, without a restart', async (t) => {
@@ -52,7 +52,7 @@ t.test('/readyz answers 503 while Redis is down and ready again once it is back,
     const answer = await readiness(app)
     return answer.statusCode === 200 && answer
   }, 15_000)
-  t.same(up.body, { status: 'ready', checks: { redis: 'ok', delivery: 'ok' }, pausedSubscribers: [] })
+  t.same(up.body, { status: 'ready', checks: { redis: 'ok', delivery: 'ok', personaSecret: 'ok' }, pausedSubscribers: [] })
   t.same(printed().map((call) => String(call.args[0])), [], 'the outage went to the log, not raw to stderr')
 
   // Ready means events flow again: the restarted Redis lost the stream and its consumer group.
@@ -60,4 +60,17 @@ t.test('/readyz answers 503 while Redis is down and ready again once it is back,
   t.equal(accepted.statusCode, 200)
   const [request] = await subscriber.waitFor(1, 15_000)
   t.equal(request!.headers['webhook-id'], id)
+})
+
+t.test('the placeholder secret from .env.example is warned about at start and shown in /readyz, which stays ready', async (t) => {
+  const { app, logs } = await startRelay(t, { PERSONA_WEBHOOK_SECRET: 'wbhsec_replace-me-with-the-secret-from-the-persona-dashboard' })
+  t.same(await readiness(app), { statusCode: 200, body: { status: 'ready', checks: { redis: 'ok', delivery: 'ok', personaSecret: 'placeholder' }, pausedSubscribers: [] } })
+  const warning = logs.lines.find((line) => line.level === 40 && String(line.msg).includes('placeholder'))
+  t.match(warning?.msg, /PERSONA_WEBHOOK_SECRET is still the placeholder/)
+  t.notMatch(logs.text(), 'wbhsec_replace-me', 'the secret itself is not logged')
+})
+
+t.test('a real secret next to the placeholder still warns: rotation must not keep the stand-in', async (t) => {
+  const { app } = await startRelay(t, { PERSONA_WEBHOOK_SECRET: 'wbhsec_real-one,wbhsec_replace-me-with-the-secret-from-the-persona-dashboard' })
+  t.match((await readiness(app)).body, { checks: { personaSecret: 'placeholder' } })
 })

@@ -1,6 +1,8 @@
+import { once } from 'node:events'
+import { createServer } from 'node:http'
 import t, { type Test } from 'tap'
 import type { PersonaApiConfig } from '../../src/config/index.js'
-import { nextPageUrl, PersonaEventsApi, type EventsApiOptions } from '../../src/persona/events-api.js'
+import { MAX_PAGE_BYTES, nextPageUrl, PersonaEventsApi, type EventsApiOptions } from '../../src/persona/events-api.js'
 import { API_KEY, apiEvent, startPersonaApi, type FakePersonaApiOptions } from '../helpers/persona-api.js'
 
 const FAST: EventsApiOptions = { backoffMs: 5, attempts: 3 }
@@ -148,4 +150,51 @@ t.test('nextPageUrl refuses a next link that names the same page, which would lo
   t.equal(nextPageUrl(current, { links: { next: null } }, [{}], 1, origin), undefined, 'a full page whose last item has no id ends the walk')
   t.equal(nextPageUrl(current, { links: { next: '' } }, page, 2, origin), undefined, 'an empty link on a short page ends it')
   t.equal(nextPageUrl(current, { links: { next: '/api/v1/events?page%5Bafter%5D=evt_b' } }, [], 1, origin), undefined, 'an empty page ends it')
+})
+
+/** An endpoint that streams `totalBytes` of a JSON page, counting what it managed to send. */
+async function streamingApi(t: Test, totalBytes: number) {
+  const chunk = Buffer.alloc(64 * 1024, 0x20)
+  const sent = { bytes: 0, requests: 0 }
+  const server = createServer((_req, res) => {
+    sent.requests += 1
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.write('{"data":[],"padding":"')
+    sent.bytes += 22
+    const pump = () => {
+      while (sent.bytes + chunk.length + 2 < totalBytes) {
+        sent.bytes += chunk.length
+        if (!res.write(chunk)) return res.once('drain', pump)
+      }
+      res.end('"}')
+    }
+    res.on('close', () => res.removeAllListeners('drain'))
+    pump()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const { port } = server.address() as { port: number }
+  const api = new PersonaEventsApi({ key: API_KEY, baseUrl: `http://127.0.0.1:${port}`, version: undefined, keyInflection: undefined }, FAST)
+  return { api, sent }
+}
+
+t.test(`a page over ${MAX_PAGE_BYTES / 1024 / 1024} MiB ends the walk with PERSONA_API_BAD_RESPONSE, unread and not retried`, async (t) => {
+  const { api, sent } = await streamingApi(t, 200 * 1024 * 1024)
+  const { pages, error } = await walk(api)
+  t.same(pages, [])
+  t.equal(error?.code, 'PERSONA_API_BAD_RESPONSE')
+  t.match(error?.message, /larger than 16 MiB/)
+  t.equal(sent.requests, 1, 'asked once: a page that size will not shrink on a retry')
+  t.ok(sent.bytes < 64 * 1024 * 1024, `the endpoint sent ${(sent.bytes / 1024 / 1024).toFixed(0)} MiB of 200 before the relay hung up`)
+})
+
+t.test('a page just under the cap is read', async (t) => {
+  const { api } = await streamingApi(t, MAX_PAGE_BYTES - 1024)
+  const { pages, error } = await walk(api)
+  t.error(error)
+  t.same(pages, [[]])
 })

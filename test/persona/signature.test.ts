@@ -183,8 +183,14 @@ t.test('the timestamp must be within the tolerance of now, in either direction',
   }
 })
 
-t.test('a stale timestamp with a wrong signature is a mismatch, not stale', async (t) => {
-  t.same(verify(vectors.header_single, [OLD], T + 86400), { ok: false, reason: 'mismatch' })
+t.test('a header with only stale groups is stale whatever its signatures, as none is hashed', async (t) => {
+  t.same(verify(vectors.header_single, [OLD], T + 86400), { ok: false, reason: 'stale' }, 'wrong secret')
+  t.same(verify(`t=${T},v1=${'0'.repeat(64)} t=${T - 1},v1=zz`, [NEW], T + 86400), { ok: false, reason: 'stale' }, 'no real signature')
+})
+
+t.test('a fresh group that does not match, with no stale group, is a mismatch', async (t) => {
+  const now = T + 3600
+  t.same(verify(`t=${now},v1=${hmac(OLD, now)}`, [NEW], now), { ok: false, reason: 'mismatch' })
 })
 
 t.test('a group with a stale t plus a group with a fresh t verifies with the fresh t', async (t) => {

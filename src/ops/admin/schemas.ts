@@ -40,14 +40,21 @@ export const EventSchema = Type.Object({
   deliveries: Type.Array(DeliverySchema)
 })
 
-export const EventParams = Type.Object({ eventId: Type.String({ pattern: '^evt_[A-Za-z0-9_-]{1,128}$' }) })
-export const DeliveryParams = Type.Object({ deliveryId: Type.String({ minLength: 3, maxLength: 300 }) })
-export const SubscriberParams = Type.Object({ name: Type.String({ pattern: '^[A-Z0-9_]+$' }) })
+// As config/ and persona/event.ts take them. A delivery's job id is its event id, and BullMQ keeps its
+// own keys (`events`, `meta`, `id`…) beside a queue's jobs: any other id could read one of those.
+const SUBSCRIBER_NAME = '[A-Z0-9_]+'
+const EVENT_ID = 'evt_[A-Za-z0-9_-]{1,128}'
+const SubscriberName = Type.String({ pattern: `^${SUBSCRIBER_NAME}$` })
+
+export const EventParams = Type.Object({ eventId: Type.String({ pattern: `^${EVENT_ID}$` }) })
+/** `<SUBSCRIBER>.<event id>`, as delivery/deliveries.ts builds it. */
+export const DeliveryParams = Type.Object({ deliveryId: Type.String({ pattern: `^${SUBSCRIBER_NAME}\\.${EVENT_ID}$` }) })
+export const SubscriberParams = Type.Object({ name: SubscriberName })
 
 export const DeliveryListQuery = Type.Object({
   /** Default `failed`. */
   state: Type.Optional(Type.Enum([...DELIVERY_STATES])),
-  subscriber: Type.Optional(Type.String({ pattern: '^[A-Z0-9_]+$' })),
+  subscriber: Type.Optional(SubscriberName),
   /** Default 50. */
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
   /** An offset; bounded, as every queue is read up to it. */
@@ -62,7 +69,7 @@ export const DeliveryList = Type.Object({
 
 export const BulkRetryBody = Type.Object(
   {
-    subscriber: Type.Optional(Type.String({ pattern: '^[A-Z0-9_]+$' })),
+    subscriber: Type.Optional(SubscriberName),
     since: Type.Optional(IsoTime),
     until: Type.Optional(IsoTime)
   },

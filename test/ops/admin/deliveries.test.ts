@@ -228,7 +228,7 @@ t.test('retrying a failed delivery re-queues it with a fresh budget, delivers it
   t.equal(subscriber.received.length, 3, 'a completed delivery is not sent again')
 })
 
-t.test('retrying a delivery that is still being retried is 409, and an unknown delivery 404', async (t) => {
+t.test('retrying a delivery that is still being retried is 409, an unknown delivery 404 and a malformed id 400', async (t) => {
   const subscriber = await startSubscriber(() => ({ status: 500 }))
   t.teardown(() => subscriber.close())
   const { app } = await startRelay(t, {
@@ -243,12 +243,16 @@ t.test('retrying a delivery that is still being retried is 409, and an unknown d
   t.equal((await admin(app, 'POST', `/admin/deliveries/CRM.${id}/retry`)).statusCode, 409)
   t.equal(await app.delivery.queues.get('CRM')!.getJobState(id), 'delayed', 'left as it was')
 
-  for (const unknown of [`CRM.${uniqueEventId()}`, `NOPE.${id}`, `crm.${id}`, id, `CRM.`, `.${id}`, 'CRM..']) {
+  for (const unknown of [`CRM.${uniqueEventId()}`, `NOPE.${id}`]) {
     const { statusCode, body } = await admin(app, 'POST', `/admin/deliveries/${encodeURIComponent(unknown)}/retry`)
     t.equal(statusCode, 404, unknown)
     t.equal(body.code, 'DELIVERY_NOT_FOUND')
   }
-  t.equal((await admin(app, 'POST', '/admin/deliveries/ab/retry')).statusCode, 400, 'too short to be a delivery id')
+  for (const malformed of [`crm.${id}`, id, `CRM.`, `.${id}`, 'CRM..', 'ab']) {
+    const { statusCode, body } = await admin(app, 'POST', `/admin/deliveries/${encodeURIComponent(malformed)}/retry`)
+    t.equal(statusCode, 400, malformed)
+    t.equal(body.code, 'INVALID_REQUEST')
+  }
 })
 
 t.test('a bulk retry re-queues only the failed deliveries of the given subscriber and failure window', async (t) => {
