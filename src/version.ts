@@ -6,6 +6,4 @@ const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.
   version: string
 }
 
-export const SERVICE_NAME = manifest.name
-export const SERVICE_VERSION = manifest.version
 export const USER_AGENT = `${manifest.name}/${manifest.version}`

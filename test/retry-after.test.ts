@@ -1,5 +1,5 @@
 import t from 'tap'
-import { MAX_RETRY_AFTER_MS, parseRetryAfter } from '../../src/delivery/retry-after.js'
+import { MAX_RETRY_AFTER_MS, parseRetryAfter } from '../src/retry-after.js'
 
 const NOW = Date.parse('2026-11-27T10:00:00.000Z')
 const DAY_MS = 24 * 60 * 60 * 1000

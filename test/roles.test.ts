@@ -1,15 +1,13 @@
 import t, { type Test } from 'tap'
-import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import { loadConfig } from '../src/config/index.js'
-import { DeliveredRecords } from '../src/delivery/delivered-records.js'
 import { getDelivery } from '../src/delivery/deliveries.js'
 import { ABANDONED_AFTER_MS, FANOUT_GROUP } from '../src/delivery/fanout.js'
-import { queueName, type DeliveryJobData } from '../src/delivery/job.js'
-import type { SubscriberControl } from '../src/delivery/subscriber-control.js'
-import { createDeliveryWorker } from '../src/delivery/worker.js'
+import { createQueue } from '../src/delivery/queue.js'
+import { createRetryWorker } from '../src/delivery/worker.js'
+import { Completions } from '../src/store/completions.js'
 import { personaEvent, SECRET, signedHeaders, uniqueEventId } from './helpers/app.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.js'
@@ -54,7 +52,7 @@ function countsOf(ids: string[]): Map<string, number> {
 }
 
 /**
- * Whether createDeliveryWorker takes its lock and stall check from the config (DELIVERY_LOCK_DURATION_MS);
+ * Whether createRetryWorker takes its lock and stall check from the config (DELIVERY_LOCK_DURATION_MS);
  * without that a killed worker's deliveries come back only after 30 to 60 s.
  */
 async function workerHonoursLockSetting(redis: TestRedis): Promise<boolean> {
@@ -66,13 +64,12 @@ async function workerHonoursLockSetting(redis: TestRedis): Promise<boolean> {
   }).subscribers
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
   // Never given a job: only its options are read, so the collaborators can be empty.
-  const worker = createDeliveryWorker({
+  const worker = createRetryWorker({
     subscriber: subscriber!,
     connection,
     prefix: 'lock-probe',
-    control: {} as SubscriberControl,
     log: pino({ level: 'silent' }) as unknown as FastifyBaseLogger
-  } as Parameters<typeof createDeliveryWorker>[0])
+  } as Parameters<typeof createRetryWorker>[0])
   const honoured = worker.opts.lockDuration === LOCK_MS && worker.opts.stalledInterval === LOCK_MS
   await worker.close()
   connection.disconnect()
@@ -98,12 +95,12 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
   }
   const inspector = new Redis(redis.url, { maxRetriesPerRequest: null })
   t.teardown(() => inspector.disconnect())
-  const queues = SUBSCRIBERS.map((name) => new Queue<DeliveryJobData>(queueName(name), { connection: inspector, prefix: 'persona-relay' }))
+  const queues = SUBSCRIBERS.map((name) => createQueue(loadConfig({ PERSONA_WEBHOOK_SECRET: SECRET, [`SUBSCRIBER_${name}_URL`]: 'http://127.0.0.1:9/', [`SUBSCRIBER_${name}_EVENTS`]: '*' }).subscribers[0]!, inspector, 'persona-relay'))
   t.teardown(() => Promise.all(queues.map((queue) => queue.close())))
-  const delivered = new DeliveredRecords(inspector, 'persona-relay')
-  /** As the admin API shows them: a delivery completed by its immediate attempt has no job. */
+  const completions = new Completions(inspector, 'persona-relay')
+  /** As the admin API shows them: a completed delivery is in the completion store, and has no job. */
   const completedEverywhere = async (ids: readonly string[]) => {
-    const views = await Promise.all(SUBSCRIBERS.flatMap((name, index) => ids.map((id) => getDelivery(inspector, queues[index]!, delivered, name, id))))
+    const views = await Promise.all(SUBSCRIBERS.flatMap((name, index) => ids.map((id) => getDelivery(inspector, queues[index]!, completions, name, id))))
     return views.every((view) => view?.state === 'completed')
   }
   const intakeDrained = async () => (await inspector.xlen('persona-relay:intake')) === 0
@@ -150,16 +147,14 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
     await waitUntil('every event to be delivered', () => completedEverywhere(allIds), 15_000)
     for (const [index, name] of SUBSCRIBERS.entries()) {
       const queue = queues[index]!
-      const [immediately, byJob, waiting] = await Promise.all([delivered.count(name), queue.getCompletedCount(), queue.count()])
-      t.equal(immediately + byJob, 10, `${name}: one completed delivery per event, by its immediate attempt or by its job`)
+      const [completed, waiting] = await Promise.all([completions.count(name), queue.count()])
+      t.equal(completed, 10, `${name}: one completed delivery per event`)
       t.equal(waiting, 0, `${name}: no job left`)
-      // The backlog meets free slots, so the default path is the one exercised.
-      t.ok(immediately > 0, `${name}: some completed by their immediate attempt`)
     }
     for (const [name, subscriber] of [['CRM', crm], ['BILLING', billing]] as const) {
       t.same(receivedIds(subscriber).sort(), [...allIds].sort(), `${name} got every event exactly once`)
     }
-    // An entry with immediate attempts is acknowledged just after they end.
+    // An entry with first attempts in flight is acknowledged just after they end.
     await waitUntil('the intake stream to be drained', intakeDrained)
     for (const intake of intakes) t.notOk(intake.logs().some((line) => line.msg === 'delivery attempt'), `${intake.name} delivered nothing`)
     const attempts = workers.flatMap((worker) => worker.logs().filter((line) => line.msg === 'delivery attempt'))
@@ -186,12 +181,12 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
       return [name, counts] as const
     })
 
-  await t.test('a worker killed while its immediate attempts are in flight loses none of them', async (t) => {
+  await t.test('a worker killed while its first attempts are in flight loses none of them', async (t) => {
     // Fails fast with the reason rather than after a 30-60 s recovery that would outlast the wait below.
     if (!t.ok(await workerHonoursLockSetting(redis), 'the worker takes its lock and stall check from DELIVERY_LOCK_DURATION_MS')) return
     const ids = Array.from({ length: 8 }, () => uniqueEventId())
     const before = await sendWhileSlow(t, ids)
-    // An entry stays unacknowledged by the worker that read it until its immediate attempts end; the
+    // An entry stays unacknowledged by the worker that read it until its first attempts end; the
     // consumer names start with host and pid. The worker holding the most is the one to kill.
     const unacknowledged = async (worker: RelayProcess) => {
       const pending = (await inspector.xpending('persona-relay:intake', FANOUT_GROUP, '-', '+', 100)) as [string, string, number, number][]
@@ -200,7 +195,7 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
     }
     const [first, second] = await Promise.all(workers.map((worker) => unacknowledged(worker))) as [string[], string[]]
     const [victim, survivor] = (first.length >= second.length ? workers : [...workers].reverse()) as [RelayProcess, RelayProcess]
-    if (!t.ok(Math.max(first.length, second.length) > 0, `${victim.name} has immediate attempts in flight`)) return
+    if (!t.ok(Math.max(first.length, second.length) > 0, `${victim.name} has first attempts in flight`)) return
     victim.child.kill('SIGKILL')
     t.equal((await victim.exited).signal, 'SIGKILL')
     // Read again: what the victim was still sending when it died, which no one acknowledged since.
@@ -216,21 +211,25 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
     t.notMatch(survivor.stderr(), /error|\n\s+at /i, `${survivor.name} reported no error`)
   })
 
-  await t.test('with DELIVERY_IMMEDIATE=false, a worker killed while jobs are in flight loses none of them', async (t) => {
-    // Every delivery a job from the start, so the kill tests the delivery locks alone: they recover
-    // the retries and backlogs that go through queues with immediate attempts on too.
+  await t.test('a worker killed while queued deliveries are in flight loses none of them', async (t) => {
+    // Paused while the events arrive, every delivery waits in its queue: the kill tests the queue's
+    // locks alone, which recover retries and backlogs.
     if (!t.ok(await workerHonoursLockSetting(redis), 'the worker takes its lock and stall check from DELIVERY_LOCK_DURATION_MS')) return
     for (const worker of workers.filter((worker) => worker.child.exitCode === null && worker.child.signalCode === null)) {
       worker.child.kill('SIGTERM')
       t.equal((await worker.exited).code, 0, `${worker.name} stopped`)
     }
-    const jobWorkers = await Promise.all(['worker-3', 'worker-4'].map((name) =>
-      startRelayProcess(t, name, redis, { ...env, ROLE: 'worker', DELIVERY_IMMEDIATE: 'false' })))
+    const jobWorkers = await Promise.all(['worker-3', 'worker-4'].map((name) => startRelayProcess(t, name, redis, { ...env, ROLE: 'worker' })))
+    await Promise.all(queues.map((queue) => queue.pause()))
+    slow = true
+    const before = { crm: crm.received.length, billing: billing.received.length }
     const ids = Array.from({ length: 8 }, () => uniqueEventId())
-    const before = await sendWhileSlow(t, ids)
-    // Every event already a job: the kill tests the delivery locks, not the fan-out's own 30 s takeover.
+    await sendToBoth(t, intakes, ids)
     await waitUntil('every event to be queued', async () =>
       (await Promise.all(queues.flatMap((queue) => ids.map((id) => queue.getJob(id))))).every((job) => job !== undefined))
+    await Promise.all(queues.map((queue) => queue.resume()))
+    // 2 workers x concurrency 2: once 4 requests of a subscriber are in, each worker has 2 of them in flight.
+    await Promise.all([crm.waitFor(before.crm + 4), billing.waitFor(before.billing + 4)])
     jobWorkers[0]!.child.kill('SIGKILL')
     t.equal((await jobWorkers[0]!.exited).signal, 'SIGKILL')
 
@@ -238,7 +237,6 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
     for (const [name, counts] of checkEveryEventArrived(t, ids, before)) {
       t.ok([...counts.values()].some((count) => count === 2), `${name} got again what the killed worker had in flight`)
     }
-    const records = await Promise.all(SUBSCRIBERS.flatMap((name) => ids.map((id) => delivered.get(name, id))))
-    t.ok(records.every((record) => record === undefined), 'no delivery completed without its job')
+    for (const queue of queues) t.equal(await queue.count(), 0, `${queue.name}: no job left`)
   })
 })

@@ -2,9 +2,10 @@ import { connect } from 'node:net'
 import t, { type Test } from 'tap'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { DeliveredRecords } from '../src/delivery/delivered-records.js'
 import { getDelivery } from '../src/delivery/deliveries.js'
-import { queueName, type DeliveryJobData } from '../src/delivery/job.js'
+import { queueName } from '../src/delivery/queue.js'
+import type { DeliveryData } from '../src/delivery/types.js'
+import { Completions } from '../src/store/completions.js'
 import { personaEvent, signedHeaders, uniqueEventId } from './helpers/app.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { spawnRelayWith, startRelayProcess, type RelayProcess } from './helpers/relay-process.js'
@@ -80,13 +81,13 @@ t.test('SIGTERM stops accepting, lets the delivery in flight finish and exits 0'
   t.match(logs.find((line) => line.msg === 'delivery attempt'), { eventId: id, outcome: 'success', status: 200 })
 
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
-  const queue = new Queue<DeliveryJobData>(queueName('SLOW'), { connection, prefix: 'persona-relay' })
+  const queue = new Queue<DeliveryData>(queueName('SLOW'), { connection, prefix: 'persona-relay' })
   t.teardown(async () => {
     await queue.close()
     connection.disconnect()
   })
-  // As the admin API shows it: the delivery in flight is fan-out's immediate attempt, which has no job.
-  const view = await getDelivery(connection, queue, new DeliveredRecords(connection, 'persona-relay'), 'SLOW', id)
+  // As the admin API shows it: the delivery in flight was fan-out's first attempt, now in the completion store.
+  const view = await getDelivery(connection, queue, new Completions(connection, 'persona-relay'), 'SLOW', id)
   t.match(view, { state: 'completed', attemptsMade: 1 }, 'the delivery was completed before the process exited')
   t.equal(await connection.xlen('persona-relay:intake'), 0, 'its intake entry was acknowledged: nothing is left to take over')
   t.equal(relay.stderr(), '')

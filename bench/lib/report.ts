@@ -153,7 +153,7 @@ export function renderReport(input: ReportInput): string {
     'and Linux (/proc for RSS and CPU). The relay runs as the image runs it, `bin/serve` starting `dist/` (`npm run bench` builds first), ' +
     `with ${process.env.NODE_HEAP_FLAGS ? `NODE_HEAP_FLAGS=${process.env.NODE_HEAP_FLAGS}` : 'bin/serve\'s heap settings'}` +
     `${process.env.RELAY_NODE_OPTIONS ? ` and NODE_OPTIONS=${process.env.RELAY_NODE_OPTIONS}` : ''}, \`LOG_LEVEL=warn\` and default ` +
-    'delivery settings (immediate delivery on); three subscribers ' +
+    'delivery settings; three subscribers ' +
     'match `*` and answer 200 at once. Numbers move with the machine: compare ratios, not bare times.', '')
 
   const kept = input.previous.indexOf(INTERPRETATION)

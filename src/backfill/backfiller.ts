@@ -1,11 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Config, PersonaApiConfig } from '../config/index.js'
-import { createRouter } from '../delivery/routing.js'
+import { createRouter } from '../config/routing.js'
 import { Errors, toServiceError } from '../errors.js'
 import type { RelayMetrics } from '../ops/metrics.js'
 import { PersonaEventsApi, type EventsApiOptions } from '../persona/events-api.js'
 import type { EventStore } from '../store/event-store.js'
+import { backfillKeys } from '../store/keys.js'
 import { acquireLock, isHeldBy } from './lock.js'
 import { BackfillJobs, newJobId, type BackfillJob } from './jobs.js'
 import { maxBackfillAgeMs, type BackfillRange } from './range.js'
@@ -51,11 +52,12 @@ export class Backfiller {
 
   constructor(private readonly options: BackfillerOptions) {
     const { config, redis } = options
-    this.jobs = new BackfillJobs(redis, config.redis.prefix)
+    const keys = backfillKeys(config.redis.prefix)
+    this.jobs = new BackfillJobs(redis, keys.job)
     this.maxAgeMs = maxBackfillAgeMs(config.dedupeTtlSeconds)
     this.api = new PersonaEventsApi(config.personaApi, options.api)
     this.route = createRouter(config.subscribers)
-    this.lockKey = `${config.redis.prefix}:backfill:lock`
+    this.lockKey = keys.lock
   }
 
   /** Undefined when a backfill already runs somewhere; otherwise the job, recorded and running. */

@@ -38,7 +38,7 @@ export function newJobId(): string {
 
 /** Backfill records in Redis, so that any instance can answer for a backfill another one runs. */
 export class BackfillJobs {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  constructor(private readonly redis: Redis, private readonly key: (id: string) => string) {}
 
   async save(job: BackfillJob): Promise<void> {
     await this.redis.set(this.key(job.id), JSON.stringify(job), 'EX', JOB_TTL_SECONDS)
@@ -47,9 +47,5 @@ export class BackfillJobs {
   async get(id: string): Promise<BackfillJob | undefined> {
     const text = await this.redis.get(this.key(id))
     return text === null ? undefined : (JSON.parse(text) as BackfillJob)
-  }
-
-  private key(id: string): string {
-    return `${this.prefix}:backfill:job:${id}`
   }
 }

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Config } from '../config/index.js'
+import { backfillKeys } from '../store/keys.js'
 import { Backfiller } from './backfiller.js'
 import { startContinuousBackfill } from './continuous.js'
 
@@ -22,7 +23,7 @@ export const backfillPlugin = fp<{ config: Config }>(
       ? startContinuousBackfill({
           backfiller,
           redis: app.redis,
-          markerKey: `${config.redis.prefix}:backfill:newest`,
+          markerKey: backfillKeys(config.redis.prefix).newest,
           intervalMs: config.backfillIntervalMs,
           log: app.log
         })

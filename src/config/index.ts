@@ -41,8 +41,6 @@ export interface Config {
     deadLetterRetentionDays: number
     retentionSweepIntervalMs: number
     probeIntervalMs: number
-    /** Fan-out makes each delivery's first attempt itself; false: every delivery is a queue job from the start. */
-    immediate: boolean
   }
   /** Enables the admin API when set. */
   adminToken: string | undefined
@@ -128,8 +126,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       historyHours: global.DELIVERY_HISTORY_HOURS,
       deadLetterRetentionDays: global.DEAD_LETTER_RETENTION_DAYS,
       retentionSweepIntervalMs: Math.round(global.RETENTION_SWEEP_INTERVAL_SECONDS * 1000),
-      probeIntervalMs: Math.round(global.BREAKER_PROBE_INTERVAL_SECONDS * 1000),
-      immediate: global.DELIVERY_IMMEDIATE
+      probeIntervalMs: Math.round(global.BREAKER_PROBE_INTERVAL_SECONDS * 1000)
     },
     adminToken: global.ADMIN_TOKEN,
     role: global.ROLE,

@@ -34,8 +34,6 @@ export const EnvSchema = Type.Object({
   DEAD_LETTER_RETENTION_DAYS: Type.Number({ exclusiveMinimum: 0, default: 14 }),
   RETENTION_SWEEP_INTERVAL_SECONDS: Type.Number({ exclusiveMinimum: 0, default: 300 }),
   DELIVERY_PAUSE_AFTER_FAILURES: Type.Integer({ ...PositiveInteger, default: 20 }),
-  /** First attempts sent by fan-out itself, without a queue job (delivery/immediate.ts). */
-  DELIVERY_IMMEDIATE: Type.Boolean({ default: true }),
   /**
    * How long a worker's claim on a delivery lasts without renewal, and so how soon the deliveries of
    * a crashed worker go back to the queue. Unset: max(30 s, 2 x the subscriber's timeout).

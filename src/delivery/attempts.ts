@@ -1,19 +1,5 @@
 import type { Job } from 'bullmq'
-import type { AttemptResult } from './sender.js'
-
-/** One line of a delivery's attempt history, kept with the delivery (a BullMQ job log row). */
-export interface AttemptRecord {
-  attempt: number
-  at: string
-  durationMs: number
-  outcome: AttemptResult['outcome']
-  status?: number
-  errorClass?: AttemptResult['errorClass']
-  /** The first KiB of the subscriber's answer. */
-  response?: string
-  /** Made by the circuit breaker's probe while the subscriber was paused. */
-  probe?: true
-}
+import type { AttemptRecord, AttemptResult } from './types.js'
 
 /** The history is capped so that a delivery retried for days cannot grow without bound. */
 export const KEPT_ATTEMPTS = 200
@@ -29,15 +15,6 @@ export function attemptRecord(result: AttemptResult, attempt: number, startedAt:
     ...(result.responseExcerpt ? { response: result.responseExcerpt } : {}),
     ...(probe ? { probe: true as const } : {})
   }
-}
-
-/**
- * A delivery's history: its job's log rows, then the attempt that completed it, which the worker
- * returns as the job's result (saving a write per delivery) rather than logging it.
- */
-export function deliveryHistory(logRows: readonly string[], returnValue: unknown): AttemptRecord[] {
-  const completing = (returnValue as { attempt?: unknown } | null | undefined)?.attempt
-  return [...parseAttemptLog(logRows), ...(isAttemptRecord(completing) ? [completing] : [])]
 }
 
 function isAttemptRecord(value: unknown): value is AttemptRecord {

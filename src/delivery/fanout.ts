@@ -1,11 +1,11 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
-import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { EventBodies } from '../store/event-bodies.js'
-import type { ImmediateDelivery, RoutedEvent } from './immediate.js'
-import type { DeliveryJobData } from './job.js'
+import type { FirstAttempts, RoutedEvent } from './first-attempt.js'
+import type { Outcomes } from './outcomes.js'
+import type { DeliveryData } from './types.js'
 
 /** The consumer group every relay instance reads the intake stream in. */
 export const FANOUT_GROUP = 'fanout'
@@ -19,17 +19,19 @@ export interface FanoutOptions {
   /** Dedicated: it spends most of its time blocked in XREADGROUP. */
   connection: Redis
   streamKey: string
-  queues: ReadonlyMap<string, Queue<DeliveryJobData>>
-  jobOptions: (subscriber: string) => object
-  /** Released for a routed subscriber that is no longer configured, which will never take it. */
+  /** The subscribers configured here; an event routed to another is released for it. */
+  subscribers: ReadonlySet<string>
+  /** Tells which subscribers of a taken-over event still need it. */
   bodies: EventBodies
-  log: FastifyBaseLogger
+  outcomes: Outcomes
+  /** Each delivery's first attempt, where its subscriber has room (first-attempt.ts). */
+  firstAttempts: FirstAttempts
   /**
-   * Sends a delivery at once, without a job, where its subscriber has room (immediate.ts). Its
-   * entries are acknowledged when those sends end, on `acknowledgeConnection`: the fan-out's own
-   * connection is blocked in XREADGROUP by then.
+   * Entries whose first attempts end later are acknowledged on this connection: the fan-out's own
+   * is blocked in XREADGROUP by then.
    */
-  immediate?: { delivery: ImmediateDelivery; acknowledgeConnection: Redis }
+  acknowledgeConnection: Redis
+  log: FastifyBaseLogger
   /** How long an entry may stay unacknowledged by its consumer before another takes it over. */
   abandonedAfterMs?: number
   claimEveryMs?: number
@@ -38,11 +40,11 @@ export interface FanoutOptions {
 type StreamEntry = [id: string, fields: string[]]
 
 /**
- * Turns intake records into deliveries: an immediate attempt where the subscriber has room
- * (immediate.ts), otherwise one delivery job per routed subscriber. Entries are acknowledged and
- * deleted only after every job exists and every immediate attempt was delivered or handed to a job;
- * a crash in between replays the entry, and the job id (the event id) makes the replay add nothing
- * twice. Several instances share the work through the consumer group.
+ * Turns intake records into deliveries: a first attempt where the subscriber has room
+ * (first-attempt.ts), otherwise a job in its queue. Entries are acknowledged and deleted only after
+ * every job exists and every first attempt was delivered or handed to its queue; a crash in between
+ * replays the entry, and the job id (the event id) makes the replay add nothing twice. Several
+ * instances share the work through the consumer group.
  */
 export class Fanout {
   private readonly consumer = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
@@ -141,15 +143,15 @@ export class Fanout {
   }
 
   /**
-   * `fresh` entries are read for the first time and may be sent at once; taken-over ones may have
-   * reached some subscribers already, so the others get jobs (skipDelivered).
+   * `fresh` entries are read for the first time and may be attempted at once; taken-over ones may
+   * have reached some subscribers already, so the others get jobs (skipDelivered).
    */
   private async dispatch(entries: StreamEntry[], fresh: boolean): Promise<void> {
-    const { connection, streamKey, queues, jobOptions, bodies, log, immediate } = this.options
+    const { connection, streamKey, subscribers: configured, outcomes, log, firstAttempts } = this.options
     const events = entries.map(([, fields]) => toRoutedEvent(fieldsToRecord(fields)))
     if (!fresh) await this.skipDelivered(events)
-    const batch = fresh && immediate ? await immediate.delivery.batch(events) : undefined
-    const jobsBySubscriber = new Map<string, { name: string; data: DeliveryJobData; opts: object }[]>()
+    const batch = fresh ? await firstAttempts.batch(events) : undefined
+    const queuedBySubscriber = new Map<string, DeliveryData[]>()
     const released: Promise<void>[] = []
     const acknowledgeNow: string[] = []
     // Sends start as soon as they hold a slot, before the batch's jobs are added; an entry is
@@ -161,9 +163,9 @@ export class Fanout {
       const { data, subscribers } = events[index]!
       const sends: Promise<void>[] = []
       for (const subscriber of subscribers) {
-        if (!queues.has(subscriber)) {
+        if (!configured.has(subscriber)) {
           log.warn({ subscriber, eventId: data.eventId }, 'event routed to a subscriber that is no longer configured; skipped')
-          const release = bodies.settle(data.eventId, subscriber)
+          const release = outcomes.released(data.eventId, subscriber)
           // Awaited with the jobs below; it may fail while this loop still waits for a slot.
           release.catch(() => undefined)
           released.push(release)
@@ -177,16 +179,16 @@ export class Fanout {
           sends.push(sending)
           continue
         }
-        const jobs = jobsBySubscriber.get(subscriber) ?? []
-        jobs.push({ name: data.eventName, data, opts: { ...jobOptions(subscriber), jobId: data.eventId } })
-        jobsBySubscriber.set(subscriber, jobs)
+        const queued = queuedBySubscriber.get(subscriber) ?? []
+        queued.push(data)
+        queuedBySubscriber.set(subscriber, queued)
       }
       if (sends.length > 0) this.track(streamId, sends, queued)
       else acknowledgeNow.push(streamId)
     }
     try {
       await Promise.all([
-        ...[...jobsBySubscriber].map(([subscriber, jobs]) => queues.get(subscriber)!.addBulk(jobs)),
+        ...[...queuedBySubscriber].map(([subscriber, queued]) => outcomes.queued(subscriber, queued)),
         ...released
       ])
       jobsAdded(true)
@@ -198,8 +200,8 @@ export class Fanout {
   }
 
   /**
-   * A taken-over entry may have reached some subscribers already (immediate attempts completed
-   * before a crash): they get no job, which would complete unsent and hide the delivery's record.
+   * A taken-over entry may have reached some subscribers already (first attempts completed before a
+   * crash): they get no job, which would complete unsent and hide the delivery's record.
    */
   private async skipDelivered(events: RoutedEvent[]): Promise<void> {
     const pending = await this.options.bodies.pending(events.map((event) => event.data.eventId))
@@ -216,7 +218,7 @@ export class Fanout {
       },
       (error: Error) => {
         // Left unacknowledged, the entry is taken over once abandoned, and delivered through jobs.
-        this.options.log.warn({ err: { message: error.message } }, 'immediate delivery could not be completed or handed over; the event will be re-queued')
+        this.options.log.warn({ err: { message: error.message } }, 'a first attempt could not be completed or handed over; the event will be re-queued')
       }
     )
     this.sending.add(sending)
@@ -230,7 +232,7 @@ export class Fanout {
       const ids = this.toAcknowledge
       this.toAcknowledge = []
       this.acknowledging = undefined
-      await acknowledge(this.options.immediate!.acknowledgeConnection, this.options.streamKey, ids).catch((error: Error) =>
+      await acknowledge(this.options.acknowledgeConnection, this.options.streamKey, ids).catch((error: Error) =>
         this.options.log.warn({ err: { message: error.message } }, 'acknowledging delivered intake entries failed; they will be taken over and skipped')
       )
     })

@@ -1,70 +1,65 @@
-import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { SubscriberConfig } from '../config/index.js'
+import type { StoreKeys } from '../store/keys.js'
 import { repliesOf } from '../store/redis.js'
-import type { DeliveredRecords } from './delivered-records.js'
-import type { DeliveryJobData } from './job.js'
+import { attempt, type AttemptContext } from './attempt.js'
+import type { Outcomes } from './outcomes.js'
+import { queuePausedFlag, type DeliveryQueue } from './queue.js'
 import type { Slots } from './slots.js'
-import type { SubscriberControl } from './subscriber-control.js'
-import { sendAttempt, type DeliveryContext } from './worker.js'
+import type { DeliveryData } from './types.js'
 
-export interface ImmediateOptions {
+export interface FirstAttemptOptions {
   subscribers: readonly SubscriberConfig[]
-  queues: ReadonlyMap<string, Queue<DeliveryJobData>>
-  controls: ReadonlyMap<string, SubscriberControl>
+  queues: ReadonlyMap<string, DeliveryQueue>
   /** Shared with the subscribers' workers (slots.ts). */
   slots: ReadonlyMap<string, Slots>
-  jobOptions: (subscriber: string) => object
   /** Not the fan-out's own connection, which spends its time blocked in XREADGROUP. */
   connection: Redis
-  bodyKey: (eventId: string) => string
-  delivered: DeliveredRecords
-  context: DeliveryContext
+  keys: StoreKeys
+  outcomes: Outcomes
+  context: AttemptContext
 }
 
 export interface RoutedEvent {
-  data: DeliveryJobData
+  data: DeliveryData
   subscribers: string[]
 }
 
-/** Sends that one batch of events may make at once; `take` reserves a subscriber's slot. */
-export interface ImmediateBatch {
-  /** The send of this delivery, holding its slot, or undefined when it must go through the subscriber's queue. */
-  take(subscriber: string, data: DeliveryJobData): Promise<(() => Promise<void>) | undefined>
+/** First attempts that one batch of events may make; `take` reserves a subscriber's slot. */
+export interface FirstAttemptBatch {
+  /** The first attempt of this delivery, holding its slot, or undefined when it must wait in the subscriber's queue. */
+  take(subscriber: string, data: DeliveryData): Promise<(() => Promise<void>) | undefined>
 }
 
-const NOTHING: ImmediateBatch = { take: async () => undefined }
+const NOTHING: FirstAttemptBatch = { take: async () => undefined }
 
 /** How long fan-out waits for a busy subscriber's slot before queueing the delivery instead. */
 const SLOT_WAIT_MS = 100
 
 /**
- * The first attempt of a delivery, made by fan-out itself instead of through a BullMQ job, while
- * the subscriber is not paused and has a free slot of its concurrency (slots.ts). A BullMQ job
- * costs dozens of Redis commands and several scripts; most deliveries succeed the first time, and
- * for them this path costs one read (shared by the batch) and one transaction. A delivery that
- * fails is handed to its queue with the attempt attached (the worker records it as the job's first
- * attempt and schedules the retry), so retries, the breaker and dead letters work as for any job.
- * Until every immediate attempt of an event has been delivered or handed over, its intake entry
- * stays unacknowledged: a crash re-queues the event through the normal path, where subscribers
- * that already have it are skipped (event-bodies.ts).
+ * The first step of every delivery: fan-out attempts it at once, while the subscriber is not paused
+ * and has a free slot of its concurrency (slots.ts). Most deliveries succeed the first time, and
+ * for them this costs one read (shared by the batch) and one transaction, where a queue job costs
+ * dozens of commands. The attempt is the same step a retry makes (attempt.ts) and its outcome is
+ * written by the same module (outcomes.ts): a failed one hands the delivery to its queue, whose
+ * worker takes it as the job's first attempt.
  */
-export class ImmediateDelivery {
+export class FirstAttempts {
   private readonly subscribers: ReadonlyMap<string, SubscriberConfig>
   private readonly congested = new Set<string>()
 
-  constructor(private readonly options: ImmediateOptions) {
+  constructor(private readonly options: FirstAttemptOptions) {
     this.subscribers = new Map(options.subscribers.map((subscriber) => [subscriber.name, subscriber]))
   }
 
   /** Reads the bodies and pause flags the batch needs, in one round trip. */
-  async batch(events: readonly RoutedEvent[]): Promise<ImmediateBatch> {
-    const { connection, queues, bodyKey } = this.options
+  async batch(events: readonly RoutedEvent[]): Promise<FirstAttemptBatch> {
+    const { connection, queues, keys } = this.options
     const open = [...new Set(events.flatMap((event) => event.subscribers))].filter((name) => this.options.slots.has(name))
     const wanted = events.filter((event) => event.subscribers.some((name) => open.includes(name)))
     if (wanted.length === 0) return NOTHING
-    const pipeline = connection.pipeline().mget(...wanted.map((event) => bodyKey(event.data.eventId)))
-    for (const name of open) pipeline.hexists(queues.get(name)!.keys.meta!, 'paused')
+    const pipeline = connection.pipeline().mget(...wanted.map((event) => keys.body(event.data.eventId)))
+    for (const name of open) queuePausedFlag(pipeline, queues.get(name)!)
     const [storedBodies, ...pausedFlags] = repliesOf(await pipeline.exec())
     const bodies = new Map(wanted.map((event, index) => [event.data.eventId, (storedBodies as (string | null)[])[index]]))
     const running = new Set(open.filter((_, index) => pausedFlags[index] === 0))
@@ -95,28 +90,12 @@ export class ImmediateDelivery {
     return false
   }
 
-  private async send(subscriber: SubscriberConfig, data: DeliveryJobData, body: string): Promise<void> {
-    const { queues, controls, jobOptions, delivered, context } = this.options
+  private async send(subscriber: SubscriberConfig, data: DeliveryData, body: string): Promise<void> {
+    const { outcomes, context } = this.options
     try {
-      const report = await sendAttempt(subscriber, data, body, 1, context)
-      if (report.verdict.kind === 'delivered') {
-        await context.bodies.settle(data.eventId, subscriber.name, [controls.get(subscriber.name)!.failuresKey], (transaction) =>
-          delivered.write(transaction, subscriber.name, {
-            eventId: data.eventId,
-            eventName: data.eventName,
-            queuedAt: data.receivedAt,
-            finishedAt: new Date().toISOString(),
-            maxAttempts: subscriber.maxAttempts,
-            attempt: report.record
-          })
-        )
-        return
-      }
-      await queues.get(subscriber.name)!.add(
-        data.eventName,
-        { ...data, immediateAttempt: report },
-        { ...jobOptions(subscriber.name), jobId: data.eventId }
-      )
+      const report = await attempt(subscriber, data, body, 1, context)
+      if (report.verdict.kind === 'delivered') await outcomes.delivered(subscriber, data, [report.record])
+      else await outcomes.handedOver(subscriber, data, report)
     } finally {
       this.options.slots.get(subscriber.name)!.release()
     }

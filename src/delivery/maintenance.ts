@@ -1,30 +1,30 @@
-import type { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/index.js'
-import type { EventBodies } from '../store/event-bodies.js'
-import type { DeliveredRecords } from './delivered-records.js'
-import type { DeliveryJobData } from './job.js'
+import type { Completions } from '../store/completions.js'
+import type { Outcomes } from './outcomes.js'
+import type { DeliveryQueue } from './queue.js'
 import type { ProbeAttempt, SubscriberControl } from './subscriber-control.js'
 
 const CLEAN_BATCH = 1000
 
 export interface MaintenanceOptions {
   controls: readonly { control: SubscriberControl; probe: ProbeAttempt }[]
-  queues: ReadonlyMap<string, Queue<DeliveryJobData>>
-  bodies: EventBodies
-  delivered: DeliveredRecords
+  queues: ReadonlyMap<string, DeliveryQueue>
+  completions: Completions
+  outcomes: Outcomes
   delivery: Config['delivery']
   log: FastifyBaseLogger
 }
 
 /**
- * BullMQ removes old finished jobs only when other jobs finish, so a quiet queue would keep its
- * history past its retention: a sweep enforces DELIVERY_HISTORY_HOURS and
- * DEAD_LETTER_RETENTION_DAYS on a timer. A dead letter removed lets go of its event's body, which
- * goes once no other delivery of the event needs it.
+ * BullMQ removes old dead letters only when other jobs fail, so a quiet queue would keep them past
+ * DEAD_LETTER_RETENTION_DAYS: a sweep enforces it on a timer, and DELIVERY_HISTORY_HOURS on the
+ * completion store. A dead letter removed lets go of its event's body, which goes once no other
+ * delivery of the event needs it. Completed jobs are swept too: only releases before the
+ * completion store kept them, and nothing else would ever remove them.
  */
-export async function sweepRetention(
-  queue: Queue<DeliveryJobData>,
+export async function sweepQueue(
+  queue: DeliveryQueue,
   delivery: Config['delivery'],
   releaseBodies: (eventIds: readonly string[]) => Promise<unknown> = async () => undefined
 ): Promise<number> {
@@ -59,7 +59,7 @@ function every(intervalMs: number, task: () => Promise<void>) {
 }
 
 /** The circuit breakers' probes and the retention sweep, for as long as the workers run. */
-export function startMaintenance({ controls, queues, bodies, delivered, delivery, log }: MaintenanceOptions): () => Promise<void> {
+export function startMaintenance({ controls, queues, completions, outcomes, delivery, log }: MaintenanceOptions): () => Promise<void> {
   const stopProbes = every(delivery.probeIntervalMs, async () => {
     await Promise.all(
       controls.map(({ control, probe }) =>
@@ -71,10 +71,10 @@ export function startMaintenance({ controls, queues, bodies, delivered, delivery
   })
   const stopSweeps = every(delivery.retentionSweepIntervalMs, async () => {
     for (const [subscriber, queue] of queues) {
-      const release = (eventIds: readonly string[]) => Promise.all(eventIds.map((eventId) => bodies.settle(eventId, subscriber)))
+      const release = (eventIds: readonly string[]) => Promise.all(eventIds.map((eventId) => outcomes.released(eventId, subscriber)))
       const cutoffMs = Date.now() - delivery.historyHours * 3_600_000
-      const removed = await Promise.all([sweepRetention(queue, delivery, release), delivered.sweep(subscriber, cutoffMs)])
-        .then(([jobs, records]) => jobs + records)
+      const removed = await Promise.all([sweepQueue(queue, delivery, release), completions.sweep(subscriber, cutoffMs)])
+        .then(([jobs, completed]) => jobs + completed)
         .catch((error: Error) => {
           log.warn({ queue: queue.name, err: { message: error.message } }, 'retention sweep failed')
           return 0

@@ -1,21 +1,24 @@
 import fp from 'fastify-plugin'
-import { Queue, type Worker } from 'bullmq'
+import type { Worker } from 'bullmq'
 import type { Config } from '../config/index.js'
-import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
+import { Completions } from '../store/completions.js'
 import { EventBodies } from '../store/event-bodies.js'
-import { DeliveredRecords } from './delivered-records.js'
+import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
+import { withScripts } from '../store/scripts.js'
+import { deliveryCounts } from './deliveries.js'
 import { ABANDONED_AFTER_MS, Fanout } from './fanout.js'
-import { ImmediateDelivery } from './immediate.js'
-import { deliveryJobOptions, queueName, type DeliveryJobData } from './job.js'
+import { FirstAttempts } from './first-attempt.js'
 import { startMaintenance } from './maintenance.js'
+import { Outcomes } from './outcomes.js'
+import { createQueue, deliveryJobOptions, type DeliveryQueue } from './queue.js'
 import { Slots } from './slots.js'
 import { SubscriberControl } from './subscriber-control.js'
-import { attemptDelivery, createDeliveryWorker } from './worker.js'
+import { createRetryWorker, probeAttempt, type RetryWorkerOptions } from './worker.js'
 
 export interface Delivery {
-  queues: ReadonlyMap<string, Queue<DeliveryJobData>>
-  /** Deliveries completed by their immediate attempt, which have no job. */
-  delivered: DeliveredRecords
+  queues: ReadonlyMap<string, DeliveryQueue>
+  /** Every completed delivery, whichever step delivered it. */
+  completions: Completions
   controls: ReadonlyMap<string, SubscriberControl>
   isRunning(): boolean
 }
@@ -26,65 +29,75 @@ declare module 'fastify' {
   }
 }
 
-/** Fan-out and one BullMQ queue and worker per subscriber, so a slow subscriber delays only itself. */
+const QUEUE_STATES = ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const
+
+/** The delivery engine (src/delivery/README.md): fan-out's first attempts, and one retry queue and worker per subscriber. */
 export const deliveryPlugin = fp<{ config: Config }>(
   async (app, { config }) => {
     const prefix = config.redis.prefix
     // An intake-only instance keeps the queues (for the admin API) but leaves delivery to workers.
     const delivers = config.role !== 'intake'
     const connection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:delivery')
-    // The relay's own reads and transactions (bodies, delivered records, acknowledgements) have a
+    // The relay's own reads and transactions (bodies, completions, acknowledgements) have a
     // connection without BullMQ's scripts: ioredis copies every script of a connection onto each
     // MULTI or pipeline made on it, which cost ≈ 9 % of a worker's CPU on the shared one.
-    const records = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:records')
+    const records = withScripts(connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:records'))
     for (const client of [connection, records]) {
       client.on('error', () => {
         // Reported once by the request path's connection (store/redis.ts); workers wait for Redis.
       })
     }
-    const context = { log: app.log, metrics: app.metrics, bodies: new EventBodies(records, prefix) }
-    const queues = new Map<string, Queue<DeliveryJobData>>()
+    const bodies = new EventBodies(records, prefix)
+    const completions = new Completions(records, prefix)
+    const queues = new Map<string, DeliveryQueue>()
     const controls = new Map<string, SubscriberControl>()
-    const workers: Worker[] = []
-    const delivered = new DeliveredRecords(records, prefix)
-    const slots = new Map(config.subscribers.map((subscriber) => [subscriber.name, new Slots(subscriber.concurrency)]))
     for (const subscriber of config.subscribers) {
-      const queue = new Queue<DeliveryJobData>(queueName(subscriber.name), { connection, prefix })
-      // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
-      queue.on('error', () => undefined)
-      const control = new SubscriberControl({
-        subscriber, queue, redis: connection, prefix, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log
-      })
+      const queue = createQueue(subscriber, connection, prefix)
       queues.set(subscriber.name, queue)
-      controls.set(subscriber.name, control)
-      if (!delivers) continue
-      const worker = createDeliveryWorker({
-        subscriber, connection, prefix, control, slots: slots.get(subscriber.name)!, deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400, ...context
-      })
-      worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
-      workers.push(worker)
+      controls.set(subscriber.name, new SubscriberControl({
+        subscriber, queue, redis: connection, prefix, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log
+      }))
     }
-    const jobOptions = new Map(
-      config.subscribers.map((subscriber) => [subscriber.name, deliveryJobOptions(subscriber, config.delivery)])
-    )
+    const jobOptions = new Map(config.subscribers.map((subscriber) => [subscriber.name, deliveryJobOptions(subscriber, config.delivery)]))
+    const outcomes = new Outcomes({
+      redis: records,
+      bodies,
+      completions,
+      queues,
+      controls,
+      jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
+      deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400,
+      log: app.log
+    })
+    app.metrics.observeQueues({
+      subscribers: () => [...queues.keys()],
+      counts: (name) => deliveryCounts(queues.get(name)!, completions, name, QUEUE_STATES),
+      oldestWaitingMs: async (name) => {
+        const [oldest] = await queues.get(name)!.getJobs(['wait'], 0, 0, true)
+        return oldest ? Math.max(Date.now() - oldest.timestamp, 0) : 0
+      },
+      paused: (name) => queues.get(name)!.isPaused()
+    })
+
+    const workers: Worker[] = []
     let fanout: Fanout | undefined
     let stopMaintenance: () => Promise<void> = async () => {}
     if (delivers) {
+      const slots = new Map(config.subscribers.map((subscriber) => [subscriber.name, new Slots(subscriber.concurrency)]))
+      const context = { log: app.log, metrics: app.metrics }
+      const workerOptions = new Map<string, RetryWorkerOptions>()
+      for (const subscriber of config.subscribers) {
+        const options: RetryWorkerOptions = {
+          subscriber, queue: queues.get(subscriber.name)!, connection, prefix, bodies, outcomes, slots: slots.get(subscriber.name)!, ...context
+        }
+        workerOptions.set(subscriber.name, options)
+        const worker = createRetryWorker(options)
+        worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
+        workers.push(worker)
+      }
       const fanoutConnection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:fanout')
       fanoutConnection.on('error', () => undefined)
-      const jobOptionsOf = (subscriber: string) => jobOptions.get(subscriber) ?? {}
-      const immediate = config.delivery.immediate && new ImmediateDelivery({
-        subscribers: config.subscribers,
-        queues,
-        controls,
-        slots,
-        jobOptions: jobOptionsOf,
-        connection: records,
-        bodyKey: app.eventStore.keys.body,
-        delivered,
-        context
-      })
-      // An entry waits unacknowledged while its immediate attempts run, which must not look abandoned;
+      // An entry waits unacknowledged while its first attempts run, which must not look abandoned;
       // past that, it returns like a crashed worker's jobs, after the lock duration.
       const abandonedAfterMs = Math.max(
         0, ...config.subscribers.map((subscriber) => Math.max(subscriber.lockDurationMs, subscriber.timeoutMs * 2))
@@ -92,22 +105,25 @@ export const deliveryPlugin = fp<{ config: Config }>(
       fanout = new Fanout({
         connection: fanoutConnection,
         streamKey: app.eventStore.keys.intake,
-        queues,
-        jobOptions: jobOptionsOf,
-        bodies: context.bodies,
+        subscribers: new Set(queues.keys()),
+        bodies,
+        outcomes,
+        firstAttempts: new FirstAttempts({
+          subscribers: config.subscribers, queues, slots, connection: records, keys: app.eventStore.keys, outcomes, context
+        }),
+        acknowledgeConnection: records,
         log: app.log,
-        ...(immediate ? { immediate: { delivery: immediate, acknowledgeConnection: records } } : {}),
         abandonedAfterMs
       })
       fanout.start()
       stopMaintenance = startMaintenance({
         controls: config.subscribers.map((subscriber) => ({
           control: controls.get(subscriber.name)!,
-          probe: (job) => attemptDelivery(subscriber, job, context, true)
+          probe: probeAttempt(workerOptions.get(subscriber.name)!)
         })),
         queues,
-        bodies: context.bodies,
-        delivered,
+        completions,
+        outcomes,
         delivery: config.delivery,
         log: app.log
       })
@@ -115,7 +131,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
 
     app.decorate('delivery', {
       queues,
-      delivered,
+      completions,
       controls,
       isRunning: () => !fanout || (fanout.isRunning() && workers.every((worker) => worker.isRunning()))
     })

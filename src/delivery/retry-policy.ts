@@ -1,11 +1,5 @@
-import { parseRetryAfter } from './retry-after.js'
-import type { AttemptResult } from './sender.js'
-
-export type AttemptVerdict =
-  | { kind: 'delivered' }
-  /** 410 Gone: the subscriber says this endpoint will never take it; retrying is pointless. */
-  | { kind: 'gone' }
-  | { kind: 'retry'; retryAfterMs?: number }
+import { parseRetryAfter } from '../retry-after.js'
+import type { AttemptResult, AttemptVerdict } from './types.js'
 
 /** Statuses whose Retry-After is honoured: the subscriber is asking us to slow down. */
 const RETRY_AFTER_STATUSES = new Set([429, 503])

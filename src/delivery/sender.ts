@@ -2,24 +2,8 @@ import { request, type Dispatcher } from 'undici'
 import type { SubscriberConfig } from '../config/index.js'
 import { USER_AGENT } from '../version.js'
 import { headerSafe } from './header-safe.js'
-import type { DeliveryJobData } from './job.js'
 import { standardWebhookSignature } from './outbound-signature.js'
-
-export type AttemptOutcome = 'success' | 'http_error' | 'timeout' | 'network_error'
-
-/** `client`: our own HTTP client refused the request before sending a byte (retry-policy.ts). */
-export type ErrorClass = 'timeout' | 'connection_refused' | 'connection_reset' | 'dns' | 'tls' | 'network' | 'client'
-
-export interface AttemptResult {
-  outcome: AttemptOutcome
-  status?: number
-  errorClass?: ErrorClass
-  durationMs: number
-  /** The first bytes of the subscriber's answer, for the attempt history. */
-  responseExcerpt?: string
-  /** The subscriber's Retry-After header, if it sent one. */
-  retryAfter?: string
-}
+import type { AttemptResult, DeliveryData, ErrorClass } from './types.js'
 
 export const RESPONSE_EXCERPT_BYTES = 1024
 /** How long the excerpt is read once the status is in: it is for the history, not for the verdict. */
@@ -27,7 +11,7 @@ export const RESPONSE_EXCERPT_WAIT_MS = 500
 
 export function deliveryHeaders(
   subscriber: SubscriberConfig,
-  data: DeliveryJobData,
+  data: DeliveryData,
   body: string,
   attempt: number,
   nowSeconds: number
@@ -51,7 +35,7 @@ export function deliveryHeaders(
 /** One POST of the original body. Never throws: every way it can go wrong becomes a result. */
 export async function sendDelivery(
   subscriber: SubscriberConfig,
-  data: DeliveryJobData,
+  data: DeliveryData,
   body: string,
   attempt: number,
   dispatcher?: Dispatcher

@@ -1,6 +1,6 @@
 /**
  * A subscriber's concurrency within one process, shared by its queue worker and fan-out's
- * immediate attempts so that together they never have more requests in flight than configured.
+ * first attempts so that together they never have more requests in flight than configured.
  * A freed slot goes to a waiting worker first: while the queue has work, new deliveries join it.
  */
 export class Slots {

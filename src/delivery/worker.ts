@@ -1,20 +1,18 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq'
+import { UnrecoverableError, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
-import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
-import { attemptRecord, logAttempt, type AttemptRecord } from './attempts.js'
-import { pendingImmediateAttempt, queueName, withoutImmediateAttempt, type DeliveryJobData } from './job.js'
-import { retryDelayMs } from './retry-schedule.js'
-import { countsTowardsBreaker, judgeAttempt, type AttemptVerdict } from './retry-policy.js'
-import { sendDelivery, type AttemptResult } from './sender.js'
-import type { Slots } from './slots.js'
-import type { SubscriberControl } from './subscriber-control.js'
 import type { EventBodies } from '../store/event-bodies.js'
-import type { RelayMetrics } from '../ops/metrics.js'
+import { attempt, type AttemptContext } from './attempt.js'
+import { logAttempt } from './attempts.js'
+import type { Outcomes } from './outcomes.js'
+import { attemptsMade, firstAttemptPending, jobHistory, queueName, type DeliveryJob, type DeliveryQueue } from './queue.js'
+import { retryDelayMs } from './retry-schedule.js'
+import type { Slots } from './slots.js'
+import type { AttemptResult } from './types.js'
 
 /** Thrown for an attempt that did not end in a 2xx, so that BullMQ schedules the next one. */
 export class DeliveryAttemptError extends Error {
-  constructor(readonly result: AttemptResult, readonly retryAfterMs?: number) {
+  constructor(readonly result: Pick<AttemptResult, 'status' | 'errorClass'>, readonly retryAfterMs?: number) {
     super(result.status !== undefined ? `subscriber answered HTTP ${result.status}` : `delivery failed: ${result.errorClass}`)
     this.name = 'DeliveryAttemptError'
   }
@@ -25,114 +23,69 @@ export const GONE_REASON = 'gone: subscriber answered 410'
 /** The failed reason of a delivery whose body outlived its retention before it could be sent. */
 export const EXPIRED_REASON = 'expired: the event body is no longer kept'
 
-/** Where attempts are reported and where their bodies come from. */
-export interface DeliveryContext {
-  log: FastifyBaseLogger
-  metrics: RelayMetrics
-  bodies: EventBodies
-}
-
-export interface DeliveryWorkerOptions extends DeliveryContext {
+export interface RetryWorkerOptions extends AttemptContext {
   subscriber: SubscriberConfig
+  queue: DeliveryQueue
   connection: Redis
   prefix: string
-  control: SubscriberControl
-  /** The subscriber's concurrency in this process, shared with fan-out's immediate attempts. */
+  bodies: EventBodies
+  outcomes: Outcomes
+  /** The subscriber's concurrency in this process, shared with fan-out's first attempts. */
   slots: Slots
-  /** How long a dead letter is kept, and with it its body. */
-  deadLetterRetentionSeconds: number
 }
 
-/** What an attempt did, and its line in the delivery's history. */
-export interface AttemptReport {
-  result: AttemptResult
-  verdict: AttemptVerdict
-  record: AttemptRecord
-}
-
-export type DeliveryOutcome =
-  | ({ kind: 'attempted' } & AttemptReport)
-  /** An earlier attempt delivered it but was cut off before the delivery completed. */
-  | { kind: 'settled' }
+type Step = 'delivered' | 'failed' | 'settled'
 
 /**
- * One attempt at a delivery: fetch the shared body, send, judge, count and log it. Shared by the
- * worker and the circuit breaker's probe so that both leave the same trace; each keeps the
- * attempt's record and releases the body in its own way.
+ * A queued delivery's next attempt, made by the subscriber's worker or by the breaker's probe: the
+ * same step as fan-out's first attempt (attempt.ts), its outcome written by outcomes.ts.
  */
-export async function attemptDelivery(
-  subscriber: SubscriberConfig,
-  job: Job<DeliveryJobData>,
-  context: DeliveryContext,
-  probe = false
-): Promise<DeliveryOutcome> {
-  const lookup = await context.bodies.lookup(job.data.eventId, subscriber.name)
-  if (lookup.kind === 'settled') return lookup
-  if (lookup.kind === 'expired') throw new UnrecoverableError(EXPIRED_REASON)
-  return { kind: 'attempted', ...(await sendAttempt(subscriber, job.data, lookup.body, job.attemptsMade + 1, context, probe)) }
+async function attemptJob(options: RetryWorkerOptions, job: DeliveryJob, probe: boolean): Promise<{ step: Step; error?: Error }> {
+  const { subscriber, queue, bodies, outcomes } = options
+  const lookup = await bodies.lookup(job.data.eventId, subscriber.name)
+  // Delivered already, by an attempt whose job was cut off before it completed.
+  if (lookup.kind === 'settled') return { step: 'settled' }
+  if (lookup.kind === 'expired') return { step: 'failed', error: new UnrecoverableError(EXPIRED_REASON) }
+  // A probe may come to a handed-over job before its worker took the first attempt as its own.
+  const attemptNumber = attemptsMade(job) + 1
+  const report = await attempt(subscriber, job.data, lookup.body, attemptNumber, options, probe)
+  if (report.verdict.kind === 'delivered') {
+    await outcomes.delivered(subscriber, job.data, [...(await jobHistory(queue, job)), report.record])
+    return { step: 'delivered' }
+  }
+  await outcomes.failedAttempt(subscriber, job, report)
+  if (report.verdict.kind === 'gone') return { step: 'failed', error: new UnrecoverableError(GONE_REASON) }
+  return { step: 'failed', error: new DeliveryAttemptError(report.result, report.verdict.retryAfterMs) }
 }
 
-/** Sends a body the caller already holds, then judges, counts and logs the attempt (fan-out's immediate attempts too). */
-export async function sendAttempt(
-  subscriber: SubscriberConfig,
-  data: DeliveryJobData,
-  body: string,
-  attempt: number,
-  { log, metrics }: DeliveryContext,
-  probe = false
-): Promise<AttemptReport> {
-  const startedAt = new Date()
-  const result = await sendDelivery(subscriber, data, body, attempt)
-  const verdict = judgeAttempt(result, Date.now())
-  const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
-  metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
-  if (verdict.kind === 'delivered') metrics.delivered(subscriber.name, data.receivedAt)
-  log.info(
-    {
-      subscriber: subscriber.name,
-      eventId: data.eventId,
-      eventName: data.eventName,
-      attempt,
-      probe: probe || undefined,
-      outcome,
-      status: result.status,
-      errorClass: result.errorClass,
-      durationMs: result.durationMs
-    },
-    'delivery attempt'
-  )
-  return { result, verdict, record: attemptRecord(result, attempt, startedAt, probe) }
+/**
+ * The breaker's probe of one waiting delivery. Delivered now or before, the job is removed: its
+ * completion is recorded, and it must not be sent again when the queue resumes.
+ */
+export function probeAttempt(options: RetryWorkerOptions) {
+  return async (job: DeliveryJob): Promise<Step> => {
+    const { step } = await attemptJob(options, job, true)
+    if (step !== 'failed') await job.remove()
+    return step
+  }
 }
 
-export function createDeliveryWorker({ subscriber, connection, prefix, control, slots, deadLetterRetentionSeconds, ...context }: DeliveryWorkerOptions) {
-  const processor = async (job: Job<DeliveryJobData>) => {
-    if (job.data.deliveredByProbe) {
-      await context.bodies.settle(job.data.eventId, subscriber.name)
-      return { deliveredByProbe: true }
+export function createRetryWorker(options: RetryWorkerOptions) {
+  const { subscriber, connection, prefix, slots } = options
+  const processor = async (job: DeliveryJob) => {
+    // Fan-out made the first attempt (outcomes.handedOver): it is this job's first, logged, counted
+    // and scheduled by BullMQ like any other, without being sent again.
+    const first = job.data.firstAttempt
+    if (first && firstAttemptPending(job)) {
+      await logAttempt(job, first)
+      if (first.status === 410) throw new UnrecoverableError(GONE_REASON)
+      throw new DeliveryAttemptError(first, job.data.firstRetryAfterMs)
     }
-    // Fan-out made the first attempt itself and handed the delivery over when it failed
-    // (immediate.ts): that attempt is this job's first, counted and scheduled like any other.
-    const handedOver = pendingImmediateAttempt(job)
-    const delivery: DeliveryOutcome = handedOver
-      ? { kind: 'attempted', ...handedOver }
-      : await slots.run(() => attemptDelivery(subscriber, job, context))
-    if (delivery.kind === 'settled') return { alreadyDelivered: true }
-    const { result, verdict, record } = delivery
-    if (verdict.kind === 'delivered') {
-      // One round trip: the body goes if this was the last subscriber, and the breaker's count resets.
-      // The attempt's record is the job's result, which BullMQ stores with the completion.
-      await context.bodies.settle(job.data.eventId, subscriber.name, [control.failuresKey])
-      return { status: result.status, durationMs: result.durationMs, attempt: record }
-    }
-    await Promise.all([logAttempt(job, record), countsTowardsBreaker(result) && control.recordFailure()])
-    if (handedOver) await job.updateData(withoutImmediateAttempt(job.data))
-    const lastAttempt = verdict.kind === 'gone' || record.attempt >= (job.opts.attempts ?? 1)
-    if (lastAttempt) await context.bodies.retain(job.data.eventId, deadLetterRetentionSeconds)
-    if (verdict.kind === 'gone') throw new UnrecoverableError(GONE_REASON)
-    throw new DeliveryAttemptError(result, verdict.retryAfterMs)
+    const { error } = await slots.run(() => attemptJob(options, job, false))
+    if (error) throw error
   }
 
-  return new Worker<DeliveryJobData>(queueName(subscriber.name), processor, {
+  return new Worker(queueName(subscriber.name), processor, {
     connection,
     prefix,
     concurrency: subscriber.concurrency,

@@ -4,6 +4,7 @@ import { createBullBoard } from '@bull-board/api'
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import { errorBody, Errors } from '../errors.js'
+import type { Completions } from '../store/completions.js'
 import { bearerTokenMatches } from './admin/bearer-token.js'
 
 export const DASHBOARD_PATH = '/admin/queues'
@@ -42,7 +43,7 @@ const REMOVES_JOBS = new Set([
   `PUT ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/remove-unprocessed-children`
 ])
 const RETRY_ALL = `PUT ${DASHBOARD_PATH}/api/queues/:queueName/retry/:queueStatus`
-// The board offers it on a completed delivery that once failed, whatever allowCompletedRetries says.
+// The board offers it on a delivery it listed as failed, which may have completed since.
 const RETRY_ONE = `PUT ${DASHBOARD_PATH}/api/queues/:queueName/:jobId/retry`
 
 interface BoardParams {
@@ -52,15 +53,19 @@ interface BoardParams {
 }
 
 /** By matched route rather than URL text, which an encoded or oddly written path could slip past. */
-async function refusedAction(request: FastifyRequest, queues: ReadonlyMap<string, Queue>): Promise<FastifyError | undefined> {
+async function refusedAction(request: FastifyRequest, subscribers: ReadonlyMap<string, { name: string; queue: Queue }>, completions: Completions): Promise<FastifyError | undefined> {
   const route = `${request.method} ${request.routeOptions.url}`
   const params = request.params as BoardParams
   if (NOT_SERVED.has(route)) return new Errors.NOT_FOUND()
   if (REMOVES_JOBS.has(route)) return new Errors.DASHBOARD_ACTION_DISABLED()
   if (route === RETRY_ALL && params.queueStatus !== 'failed') return new Errors.DELIVERY_NOT_FAILED()
-  if (route === RETRY_ONE) {
-    const state = await queues.get(params.queueName ?? '')?.getJobState(params.jobId ?? '')
-    if (state === 'completed') return new Errors.DELIVERY_NOT_FAILED()
+  const subscriber = subscribers.get(params.queueName ?? '')
+  if (route === RETRY_ONE && subscriber) {
+    // A completed delivery's job is gone: its record in the completion store says it completed.
+    const state = await subscriber.queue.getJobState(params.jobId ?? '')
+    if (state === 'completed' || (state === 'unknown' && (await completions.get(subscriber.name, params.jobId ?? '')))) {
+      return new Errors.DELIVERY_NOT_FAILED()
+    }
   }
   return undefined
 }
@@ -73,7 +78,7 @@ const ADAPTER_OPTIONS = { allowRetries: true, allowCompletedRetries: false, desc
  * (its job log), retry and pause. Persona bodies never reach the page.
  */
 export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app, { token }) => {
-  const queuesByName = new Map<string, Queue>([...app.delivery.queues.values()].map((queue) => [queue.name, queue]))
+  const byQueueName = new Map([...app.delivery.queues].map(([name, queue]) => [queue.name, { name, queue }]))
   // The board can act on every queue; a page framed by another site could click for the operator.
   app.addHook('onSend', async (_request, reply) => {
     reply.header('x-frame-options', 'DENY').header('content-security-policy', "frame-ancestors 'none'")
@@ -86,7 +91,7 @@ export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app
         .header('www-authenticate', 'Basic realm="persona-relay", charset="UTF-8"')
         .send(errorBody(new Errors.ADMIN_UNAUTHORIZED()))
     }
-    const refused = await refusedAction(request, queuesByName)
+    const refused = await refusedAction(request, byQueueName, app.delivery.completions)
     if (refused) return reply.code(refused.statusCode!).send(errorBody(refused))
   })
 

@@ -1,8 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { deliveryCounts } from '../delivery/deliveries.js'
-import type { Delivery } from '../delivery/plugin.js'
 import type { IntakeOutcome } from '../intake/outcome.js'
 
 export type AttemptMetricOutcome = 'success' | 'http_error' | 'timeout' | 'network_error' | 'gone'
@@ -10,6 +8,17 @@ export type AttemptMetricOutcome = 'success' | 'http_error' | 'timeout' | 'netwo
 export type BackfillEventOutcome = 'queued' | 'skipped' | 'invalid' | 'would_queue'
 
 const QUEUE_STATES = ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const
+
+/**
+ * What the queue gauges read when scraped; the delivery plugin provides it (observeQueues), so that
+ * metrics know nothing of how deliveries are stored.
+ */
+export interface QueueStats {
+  subscribers(): string[]
+  counts(subscriber: string): Promise<Record<string, number>>
+  oldestWaitingMs(subscriber: string): Promise<number>
+  paused(subscriber: string): Promise<boolean>
+}
 
 /**
  * The relay's Prometheus metrics, in a registry of its own so that several apps in one process
@@ -64,13 +73,15 @@ export class RelayMetrics {
     registers: [this.registry]
   })
 
+  private queueStats: QueueStats | undefined
+
   /**
-   * `delivery` is read on scrape; while `redisReady` is false the queue gauges are left empty, as the
-   * queues' connection would wait for Redis and hang the scrape.
+   * While `redisReady` is false the queue gauges are left empty, as the queues' connection would
+   * wait for Redis and hang the scrape.
    */
-  constructor(delivery: () => Pick<Delivery, 'queues' | 'delivered'> | undefined, redisReady: () => boolean) {
+  constructor(redisReady: () => boolean) {
     collectDefaultMetrics({ register: this.registry })
-    const readable = () => (redisReady() ? delivery() : undefined)
+    const readable = () => (redisReady() ? this.queueStats : undefined)
     new Gauge({
       name: 'persona_relay_queue_jobs',
       help: 'Deliveries per subscriber and queue state',
@@ -78,9 +89,9 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        const current = readable()
-        for (const [subscriber, queue] of current?.queues ?? []) {
-          const counts = await deliveryCounts(queue, current!.delivered, subscriber, QUEUE_STATES)
+        const stats = readable()
+        for (const subscriber of stats?.subscribers() ?? []) {
+          const counts = await stats!.counts(subscriber)
           for (const state of QUEUE_STATES) this.set({ subscriber, state }, counts[state] ?? 0)
         }
       }
@@ -92,10 +103,8 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        for (const [subscriber, queue] of readable()?.queues ?? []) {
-          const [oldest] = await queue.getJobs(['wait'], 0, 0, true)
-          this.set({ subscriber }, oldest ? Math.max(Date.now() - oldest.timestamp, 0) / 1000 : 0)
-        }
+        const stats = readable()
+        for (const subscriber of stats?.subscribers() ?? []) this.set({ subscriber }, (await stats!.oldestWaitingMs(subscriber)) / 1000)
       }
     })
     new Gauge({
@@ -105,9 +114,15 @@ export class RelayMetrics {
       registers: [this.registry],
       async collect() {
         this.reset()
-        for (const [subscriber, queue] of readable()?.queues ?? []) this.set({ subscriber }, (await queue.isPaused()) ? 1 : 0)
+        const stats = readable()
+        for (const subscriber of stats?.subscribers() ?? []) this.set({ subscriber }, (await stats!.paused(subscriber)) ? 1 : 0)
       }
     })
+  }
+
+  /** Where the queue gauges come from, once the delivery engine is up. */
+  observeQueues(stats: QueueStats): void {
+    this.queueStats = stats
   }
 
   intake(outcome: IntakeOutcome, seconds: number): void {
@@ -146,10 +161,7 @@ declare module 'fastify' {
  */
 export const metricsPlugin = fp<{ metricsPort: number | undefined; host: string }>(
   async (app, { metricsPort, host }) => {
-    const metrics = new RelayMetrics(
-      () => (app.hasDecorator('delivery') ? app.delivery : undefined),
-      () => app.redis.status === 'ready'
-    )
+    const metrics = new RelayMetrics(() => app.redis.status === 'ready')
     app.decorate('metrics', metrics)
     const serve = async (server: FastifyInstance) => {
       server.get('/metrics', { config: { requestLog: false } }, async (_request, reply) => {

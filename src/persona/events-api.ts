@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import type { PersonaApiConfig } from '../config/index.js'
-import { parseRetryAfter } from '../delivery/retry-after.js'
+import { parseRetryAfter } from '../retry-after.js'
 import { Errors } from '../errors.js'
 import { USER_AGENT } from '../version.js'
 

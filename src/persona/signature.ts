@@ -28,8 +28,9 @@ const TIMESTAMP = /^\d{1,15}$/
 const HEX_SHA256 = /^[0-9a-f]{64}$/
 
 /**
- * Splits the header the way PROTOCOL.md describes: groups on whitespace, pairs on `,`, key and
- * value on the first `=`; unknown keys are ignored. Returns undefined when no usable group is left.
+ * Splits the header as Persona sends it, two groups while a secret rotates (`t=…,v1=… t=…,v1=…`):
+ * groups on whitespace, pairs on `,`, key and value on the first `=`; unknown keys are ignored.
+ * Returns undefined when no usable group is left.
  */
 export function parseSignatureHeader(header: string): SignatureGroup[] | undefined {
   if (header.length > MAX_HEADER_LENGTH) return undefined

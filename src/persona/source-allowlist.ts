@@ -1,6 +1,9 @@
 import { BlockList, isIP } from 'node:net'
 
-/** Persona's published webhook source addresses (PROTOCOL.md; the list can change, so it is config). */
+/**
+ * Persona's published webhook source addresses (its Security page, "Webhook and Workflow requests");
+ * the list can change, so it is config.
+ */
 export const PERSONA_SOURCE_IPS = [
   // Germany
   '35.246.155.45', '34.89.193.61', '34.89.158.43', '35.198.149.197', '34.159.83.62', '34.159.68.157',

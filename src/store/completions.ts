@@ -1,60 +1,71 @@
-import type { ChainableCommander, Redis } from 'ioredis'
-import type { AttemptRecord } from './attempts.js'
+import type { Redis } from 'ioredis'
+import type { AttemptRecord } from '../delivery/types.js'
+import { storeKeys, type StoreKeys } from './keys.js'
+import type { ScriptedTransaction } from './scripts.js'
 
-/** A delivery that fan-out's immediate attempt completed, so it never became a BullMQ job. */
-export interface DeliveredRecord {
+/** A completed delivery: however it was delivered (first attempt, retry or probe), it is kept here. */
+export interface CompletedRecord {
   eventId: string
   eventName: string
   /** When the relay received the event: the delivery's queue time. */
   queuedAt: string
   finishedAt: string
   maxAttempts: number
-  attempt: AttemptRecord
+  /** Every attempt, the delivered one last. */
+  attempts: AttemptRecord[]
+}
+
+/** Records written before one store held every completion had only the delivering attempt. */
+type StoredRecord = CompletedRecord | (Omit<CompletedRecord, 'attempts'> & { attempt: AttemptRecord })
+
+function fromStored(raw: string): CompletedRecord {
+  const stored = JSON.parse(raw) as StoredRecord
+  if ('attempts' in stored) return stored
+  const { attempt, ...rest } = stored
+  return { ...rest, attempts: [attempt] }
 }
 
 const SWEEP_BATCH = 1000
 
 /**
- * The history of immediately completed deliveries, per subscriber: a sorted set of event ids by
- * finish time (for newest-first listing and the retention sweep) and a hash of their records. It
- * stands where BullMQ's completed set stands for deliveries that went through a queue, kept for
- * DELIVERY_HISTORY_HOURS too.
+ * The one store of completed deliveries, per subscriber: a sorted set of event ids by finish time
+ * (for newest-first listing and the retention sweep) and a hash of their records, kept for
+ * DELIVERY_HISTORY_HOURS. delivery/outcomes.ts is its only writer; the retention sweep trims it.
  */
-export class DeliveredRecords {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+export class Completions {
+  private readonly keys: StoreKeys
 
-  private keys(subscriber: string) {
-    const byTime = `${this.prefix}:delivered:${subscriber}`
-    return { byTime, records: `${byTime}:records` }
+  constructor(private readonly redis: Redis, prefix: string) {
+    this.keys = storeKeys(prefix)
   }
 
-  /** Queues the writes on the caller's transaction, which settles the body in the same step. */
-  write(transaction: ChainableCommander, subscriber: string, record: DeliveredRecord): void {
-    const { byTime, records } = this.keys(subscriber)
+  /** Queues the writes on the caller's transaction, which releases the body in the same step. */
+  queueWrite(transaction: ScriptedTransaction, subscriber: string, record: CompletedRecord): void {
+    const { byTime, records } = this.keys.completed(subscriber)
     transaction.zadd(byTime, Date.parse(record.finishedAt), record.eventId).hset(records, record.eventId, JSON.stringify(record))
   }
 
-  async get(subscriber: string, eventId: string): Promise<DeliveredRecord | undefined> {
-    const raw = await this.redis.hget(this.keys(subscriber).records, eventId)
-    return raw ? (JSON.parse(raw) as DeliveredRecord) : undefined
+  async get(subscriber: string, eventId: string): Promise<CompletedRecord | undefined> {
+    const raw = await this.redis.hget(this.keys.completed(subscriber).records, eventId)
+    return raw ? fromStored(raw) : undefined
   }
 
   /** The `count` most recently finished, newest first. */
-  async newest(subscriber: string, count: number): Promise<DeliveredRecord[]> {
-    const { byTime, records } = this.keys(subscriber)
+  async newest(subscriber: string, count: number): Promise<CompletedRecord[]> {
+    const { byTime, records } = this.keys.completed(subscriber)
     const ids = await this.redis.zrevrange(byTime, 0, count - 1)
     if (ids.length === 0) return []
     const raws = await this.redis.hmget(records, ...ids)
-    return raws.flatMap((raw) => (raw ? [JSON.parse(raw) as DeliveredRecord] : []))
+    return raws.flatMap((raw) => (raw ? [fromStored(raw)] : []))
   }
 
   async count(subscriber: string): Promise<number> {
-    return await this.redis.zcard(this.keys(subscriber).byTime)
+    return await this.redis.zcard(this.keys.completed(subscriber).byTime)
   }
 
   /** Removes the records that finished before `cutoffMs`; returns how many. */
   async sweep(subscriber: string, cutoffMs: number): Promise<number> {
-    const { byTime, records } = this.keys(subscriber)
+    const { byTime, records } = this.keys.completed(subscriber)
     let removed = 0
     for (;;) {
       const ids = await this.redis.zrangebyscore(byTime, '-inf', `(${cutoffMs}`, 'LIMIT', 0, SWEEP_BATCH)

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { storeKeys, type StoreKeys } from './keys.js'
+import { pipelineOf, withScripts, type ScriptedRedis } from './scripts.js'
 
 export interface IncomingEvent {
   id: string
@@ -14,52 +15,28 @@ export interface IncomingEvent {
 
 export type RecordOutcome = 'recorded' | 'duplicate'
 
-/**
- * Records the event id and queues the event for fan-out in one atomic script, so there is no
- * moment where the id is known but the event is not yet safely stored: a concurrent or later copy
- * either finds nothing (and records it itself) or finds it already queued. One round trip per event.
- * The body is stored once, beside the record, for every delivery to share; `pending` lists the
- * subscribers that still need it (see event-bodies.ts). An event no subscriber wants keeps no body.
- */
-const RECORD_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'pending', ARGV[5])
-  redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[8])
-  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4],
-    'subscribers', ARGV[5], 'source', ARGV[7])
-end
-return 1
-`
-
-type RecordArguments = (string | number)[]
-
-interface RecordingPipeline {
-  recordEvent(...args: RecordArguments): RecordingPipeline
-  exec(): Promise<[Error | null, unknown][] | null>
-}
-
-interface RecordingRedis extends Redis {
-  pipeline(): ReturnType<Redis['pipeline']> & RecordingPipeline
-}
-
 interface PendingRecord {
-  args: RecordArguments
+  args: (string | number)[]
   resolve: (outcome: RecordOutcome) => void
   reject: (error: Error) => void
 }
 
+/**
+ * Records the event id and queues the event for fan-out in one atomic script
+ * (scripts/record-event-3.lua), so there is no moment where the id is known but the event is not
+ * yet safely stored: a concurrent or later copy either finds nothing (and records it itself) or
+ * finds it already queued. The body is stored once, beside the record, for every delivery to
+ * share; `pending` lists the subscribers that still need it (event-bodies.ts). An event no
+ * subscriber wants keeps no body.
+ */
 export class EventStore {
   readonly keys: StoreKeys
-  private readonly redis: RecordingRedis
+  private readonly redis: ScriptedRedis
   private pending: PendingRecord[] = []
 
   constructor(redis: Redis, prefix: string, private readonly dedupeTtlSeconds: number) {
     this.keys = storeKeys(prefix)
-    if (!('recordEvent' in redis)) redis.defineCommand('recordEvent', { numberOfKeys: 3, lua: RECORD_SCRIPT })
-    this.redis = redis as RecordingRedis
+    this.redis = withScripts(redis)
   }
 
   /**
@@ -90,7 +67,7 @@ export class EventStore {
   private flush() {
     const batch = this.pending
     this.pending = []
-    const pipeline = this.redis.pipeline()
+    const pipeline = pipelineOf(this.redis)
     for (const { args } of batch) pipeline.recordEvent(...args)
     pipeline.exec().then(
       (results) => batch.forEach(({ resolve, reject }, index) => {

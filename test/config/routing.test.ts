@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compilePattern, createRouter } from '../../src/delivery/routing.js'
+import { compilePattern, createRouter } from '../../src/config/routing.js'
 
 t.test('patterns match event names as documented', async (t) => {
   const cases: [string, string, boolean][] = [

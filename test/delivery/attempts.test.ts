@@ -1,5 +1,6 @@
 import t from 'tap'
-import { KEPT_ATTEMPTS, attemptRecord, deliveryHistory, parseAttemptLog, type AttemptRecord } from '../../src/delivery/attempts.js'
+import { KEPT_ATTEMPTS, attemptRecord, parseAttemptLog } from '../../src/delivery/attempts.js'
+import type { AttemptRecord } from '../../src/delivery/types.js'
 
 const STARTED = new Date('2026-11-27T10:00:00.250Z')
 
@@ -56,15 +57,4 @@ t.test('rows that are JSON but not attempt records are skipped too', async (t) =
   const record = attemptRecord({ outcome: 'success', status: 200, durationMs: 8 }, 1, STARTED)
   const rows = ['null', '42', '"delivered"', '[]', '{"attempt":"1"}', '{}', JSON.stringify(record)]
   t.same(parseAttemptLog(rows), [record])
-})
-
-t.test('a delivery\'s history is its log rows, then the attempt that completed it (the job\'s result)', async (t) => {
-  const failed = attemptRecord({ outcome: 'http_error', status: 500, durationMs: 3 }, 1, STARTED)
-  const delivered = attemptRecord({ outcome: 'success', status: 204, durationMs: 5 }, 2, STARTED)
-  const rows = [JSON.stringify(failed)]
-  t.same(deliveryHistory(rows, { status: 204, durationMs: 5, attempt: delivered }), [failed, delivered])
-  t.same(deliveryHistory([], { status: 200, durationMs: 1, attempt: delivered }), [delivered], 'delivered at once: no log row at all')
-  for (const result of [undefined, null, 'ok', { deliveredByProbe: true }, { alreadyDelivered: true }, { attempt: '2' }, { attempt: null }]) {
-    t.same(deliveryHistory(rows, result), [failed], `no completing attempt in ${JSON.stringify(result)}`)
-  }
 })

@@ -1,7 +1,8 @@
 import t from 'tap'
+import { EventBodies } from '../../src/store/event-bodies.js'
 import type { App } from '../../src/app.js'
 import { personaEvent, startRelay, uniqueEventId, type LogCapture } from '../helpers/app.js'
-import { history, postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
+import { history, postEvent, storedBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { startSubscriber, type ReceivedRequest } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
@@ -67,12 +68,12 @@ t.test('after 3 failed attempts the subscriber pauses; a probe per interval resu
   await waitUntil('a probe to resume FLAKY and say so', async () => !(await queue.isPaused()) && logLines(logs, 'subscriber resumed').length > 0)
   t.equal(logLines(logs, 'subscriber resumed').length, 1)
   t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'FLAKY', by: 'probe' }])
-  const jobs = await Promise.all([first, ...waiting].map((id) => waitForJob(app, 'FLAKY', id, 'completed')))
+  const jobs = await Promise.all([first, ...waiting].map((id) => waitForDelivery(app, 'FLAKY', id, 'completed')))
   t.same(await pausedSubscribers(app), [])
   t.match(await control.state(), { paused: false, consecutiveFailures: 0 })
-  for (const job of jobs) t.equal(job.attemptsMade, job.id === first ? 4 : 1, `${job.id} spent only the attempt that delivered it`)
+  for (const view of jobs) t.equal(view.attemptsMade, view.eventId === first ? 4 : 1, `${view.eventId} spent only the attempt that delivered it`)
 
-  const histories = new Map(await Promise.all(jobs.map(async (job) => [job.id!, await history(app, 'FLAKY', job.id!)] as const)))
+  const histories = new Map(jobs.map((view) => [view.eventId, view.attempts] as const))
   const probes = [...histories.values()].flat().filter((record) => record.probe).sort((a, b) => a.at.localeCompare(b.at))
   t.same(probes.map((record) => record.outcome), ['http_error', 'http_error', 'http_error', 'http_error', 'success'], 'four failed probes, then success')
   for (const [index, gap] of probes.slice(1).map((record, index) => Date.parse(record.at) - Date.parse(probes[index]!.at)).entries()) {
@@ -80,8 +81,7 @@ t.test('after 3 failed attempts the subscriber pauses; a probe per interval resu
   }
 
   const [probed] = [...histories].find(([, records]) => records.some((record) => record.probe && record.outcome === 'success'))!
-  const probedJob = jobs.find((job) => job.id === probed)!
-  t.same(probedJob.returnvalue, { deliveredByProbe: true }, 'the worker completed the probed delivery without sending it')
+  t.equal(await queue.getJob(probed!), undefined, 'the probe completed its delivery and removed the job: nothing will send it again')
   t.equal(await storedBody(app, probed!), null, 'the probe released the body')
   const successes = flaky.received.slice(FAILURES)
   t.same(successes.map(idOf).sort(), [first, ...waiting].sort(), 'after the outage every event arrives exactly once')
@@ -109,8 +109,7 @@ t.test('a delivery probed while it waits for a long retry is completed at once, 
   // The first probe may come at once after the pause: only the log sees both for sure.
   await waitUntil('the breaker to pause and a probe to resume CRM', () => logLines(logs, 'subscriber resumed').length > 0)
   t.match(logLines(logs, 'subscriber paused'), [{ subscriber: 'CRM', reason: 'breaker' }])
-  const job = await waitForJob(app, 'CRM', id, 'completed')
-  t.same(job.returnvalue, { deliveredByProbe: true })
+  const view = await waitForDelivery(app, 'CRM', id, 'completed')
   t.equal(subscriber.received.length, 4, 'three failures and the probe')
   const records = await history(app, 'CRM', id)
   t.same(records.map(({ attempt, outcome, probe }) => ({ attempt, outcome, probe })), [
@@ -121,7 +120,8 @@ t.test('a delivery probed while it waits for a long retry is completed at once, 
   ])
   const [third, probe] = [Date.parse(records[2]!.at), Date.parse(records[3]!.at)]
   t.ok(probe - third < 48_000, 'probed before the one-minute retry fell due')
-  t.ok(job.finishedOn! - probe < 2000, `completed ${job.finishedOn! - probe} ms after the probe`)
+  const finished = Date.parse(view.finishedAt!)
+  t.ok(finished - probe < 2000, `completed ${finished - probe} ms after the probe`)
 })
 
 t.test('a subscriber paused with nothing left to deliver stays paused until the next event gives the probe something to send', async (t) => {
@@ -145,13 +145,13 @@ t.test('a subscriber paused with nothing left to deliver stays paused until the 
   t.equal(subscriber.received.length, 3, 'the dead letter is not probed')
 
   await postEvent(app, personaEvent(next))
-  const job = await waitForJob(app, 'CRM', next, 'completed')
-  t.same(job.returnvalue, { deliveredByProbe: true })
+  const view = await waitForDelivery(app, 'CRM', next, 'completed')
+  t.match(view.attempts, [{ attempt: 1, outcome: 'success', probe: true }], 'delivered by the probe')
   t.same(subscriber.received.map(idOf), [dead, dead, dead, next])
   t.equal(await queue.getJobState(dead), 'failed')
 })
 
-t.test('a probe that finds a delivery an earlier probe already made resumes without sending it again', async (t) => {
+t.test('a probe that finds a delivery already made (its job cut off before it went) removes the job without sending it again', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
   const { app, config, logs } = await startRelay(t, {
@@ -163,16 +163,18 @@ t.test('a probe that finds a delivery an earlier probe already made resumes with
   await queue.pause()
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
-  const waiting = await waitUntil('the delivery to wait', () => queue.getJob(id))
-  // As an instance leaves it that stopped between marking the delivery and resuming the queue.
-  await waiting.updateData({ ...waiting.data, deliveredByProbe: true })
+  await waitUntil('the delivery to wait', () => queue.getJob(id))
+  // As an instance leaves it that delivered it (the body released with its completion) and stopped
+  // before it removed the job and resumed the queue.
+  await new EventBodies(app.redis, config.redis.prefix).release(id, 'CRM')
   await app.redis.hset(`${config.redis.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
 
-  await waitForJob(app, 'CRM', id, 'completed')
-  t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'CRM', by: 'probe' }])
+  await waitUntil('the probe to remove the job', async () => (await queue.getJob(id)) === undefined)
   t.equal(subscriber.received.length, 0, 'sent once already, never again')
-  t.same(await history(app, 'CRM', id), [])
-  t.equal(await storedBody(app, id), null, 'the worker released the body the probe could not')
+  t.equal(await storedBody(app, id), null)
+  // What was delivered before says nothing of the subscriber now: the next event is probed.
+  t.ok(await queue.isPaused(), 'still paused')
+  t.same(logLines(logs, 'subscriber resumed'), [])
 })
 
 t.test('a queue paused outside the relay counts as a manual pause', async (t) => {
@@ -196,11 +198,11 @@ t.test('a success resets the failure count: fail, fail, succeed, fail, fail does
   const [one, two] = [uniqueEventId(), uniqueEventId()]
 
   await postEvent(app, personaEvent(one))
-  await waitForJob(app, 'CRM', one, 'completed')
+  await waitForDelivery(app, 'CRM', one, 'completed')
   t.equal((await control.state()).consecutiveFailures, 0, 'the success cleared two failures')
   await postEvent(app, personaEvent(two))
   // A pause here would hold the last attempt back for the default 30 s probe interval.
-  const job = await waitForJob(app, 'CRM', two, 'completed')
+  const job = await waitForDelivery(app, 'CRM', two, 'completed')
   t.equal(job.attemptsMade, 3)
   t.equal(subscriber.received.length, 6)
   t.notOk(await app.delivery.queues.get('CRM')!.isPaused())
@@ -235,40 +237,39 @@ t.test('a manual pause holds deliveries back and is lifted only by a manual resu
   await control.resume('manual')
   t.equal(logLines(logs, 'subscriber resumed').length, 1)
   t.match(logLines(logs, 'subscriber resumed'), [{ subscriber: 'CRM', by: 'manual' }])
-  await waitForJob(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
   t.equal(subscriber.received.length, 1)
   t.same(await control.state(), { paused: false, consecutiveFailures: 0 })
 })
 
-// A worker's attempt counts its failure when it ends; an immediate one is handed to the paused queue,
-// whose worker records it once the queue resumes. Either way the operator's pause stays manual.
-for (const [path, immediate] of [['a worker\'s', 'false'], ['an immediate', 'true']] as const) {
+// A first attempt that fails is handed to the paused queue and counted then; a retry counts its
+// failure when it ends. Either way the operator's pause stays manual.
+for (const [path, inFlight] of [['a first attempt\'s', 1], ['a retry\'s', 2]] as const) {
   t.test(`${path} failure still in flight when an operator pauses does not turn the manual pause into one a probe lifts`, async (t) => {
-    const subscriber = await startSubscriber(() => ({ status: 500, delayMs: 300 }))
+    // Only the attempt in flight at the pause is slow, so that the pause comes while it runs.
+    const subscriber = await startSubscriber((_request, n) => ({ status: 500, delayMs: n === inFlight ? 300 : 0 }))
     t.teardown(() => subscriber.close())
     const { app, logs } = await startRelay(t, {
       SUBSCRIBER_CRM_URL: subscriber.url,
       SUBSCRIBER_CRM_EVENTS: '*',
-      SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '1',
-      BREAKER_PROBE_INTERVAL_SECONDS: '0.05',
-      DELIVERY_IMMEDIATE: immediate
+      SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: String(inFlight),
+      BREAKER_PROBE_INTERVAL_SECONDS: '0.05'
     })
     const control = app.delivery.controls.get('CRM')!
     const id = uniqueEventId()
     await postEvent(app, personaEvent(id))
-    await subscriber.waitFor(1)
+    await subscriber.waitFor(inFlight)
     await control.pause('manual')
 
-    if (immediate === 'true') await waitForJob(app, 'CRM', id, 'waiting')
-    else await waitUntil('the attempt in flight to fail', async () => (await control.state()).consecutiveFailures === 1)
+    await waitUntil('the attempt in flight to fail', async () => (await control.state()).consecutiveFailures === inFlight)
     t.match(await control.state(), { paused: true, reason: 'manual' })
     t.same(logLines(logs, 'subscriber paused').map((line) => line.reason), ['manual'])
     t.equal(await control.probe(async () => t.fail('a manual pause is never probed') as never), false)
-    t.equal(subscriber.received.length, 1)
+    t.equal(subscriber.received.length, inFlight)
   })
 }
 
-t.test('a probe of a delivery handed over to a queue the breaker paused keeps its failed immediate attempt', async (t) => {
+t.test('a probe of a delivery handed over to a queue the breaker paused keeps its failed first attempt', async (t) => {
   const subscriber = await startSubscriber((_request, n) => (n === 1 ? { status: 500, delayMs: 300 } : { status: 200 }))
   t.teardown(() => subscriber.close())
   const { app } = await startRelay(t, {
@@ -284,11 +285,10 @@ t.test('a probe of a delivery handed over to a queue the breaker paused keeps it
   await control.pause('breaker')
 
   await waitUntil('a probe to resume CRM', async () => !(await app.delivery.queues.get('CRM')!.isPaused()))
-  const job = await waitForJob(app, 'CRM', id, 'completed')
-  t.same(job.returnvalue, { deliveredByProbe: true })
+  await waitForDelivery(app, 'CRM', id, 'completed')
   t.same((await history(app, 'CRM', id)).map(({ attempt, outcome, probe }) => ({ attempt, outcome, probe })), [
     { attempt: 1, outcome: 'http_error', probe: undefined },
-    { attempt: 1, outcome: 'success', probe: true }
-  ], 'the immediate failure, then the probe, which spends no attempt')
+    { attempt: 2, outcome: 'success', probe: true }
+  ], 'the failed first attempt, then the probe')
   t.equal(subscriber.received.length, 2)
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { closeServer, deliveryAttempts, listenOn, postEvent, storedBody, unusualBody, waitForJob } from '../helpers/delivery.js'
+import { closeServer, deliveryAttempts, listenOn, postEvent, storedBody, unusualBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { freePort } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -19,7 +19,7 @@ t.test('a 500 is retried with the next attempt number, the same webhook-id and t
   t.equal(second!.headers['webhook-id'], id)
   t.equal(first!.headers['webhook-id'], id)
   t.ok(second!.body.equals(first!.body) && second!.body.equals(Buffer.from(body)), 'the retry carries the same bytes')
-  const job = await waitForJob(app, 'CRM', id, 'completed')
+  const job = await waitForDelivery(app, 'CRM', id, 'completed')
   t.equal(job.attemptsMade, 2)
   t.equal(await storedBody(app, id), null, 'delivered: the body is gone')
   t.match(deliveryAttempts(logs, 'CRM', id), [
@@ -43,7 +43,7 @@ t.test('an attempt that outlasts the subscriber timeout is abandoned and retried
   t.equal(second!.headers['persona-relay-attempt'], '2')
   t.equal(second!.headers['webhook-id'], id)
   t.ok(second!.at - first!.at < 1500, 'the retry did not wait for the late answer')
-  await waitForJob(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
   t.match(deliveryAttempts(logs, 'CRM', id), [
     { attempt: 1, outcome: 'timeout', errorClass: 'timeout' },
     { attempt: 2, outcome: 'success' }
@@ -59,7 +59,7 @@ t.test('a connection reset by the subscriber is retried', async (t) => {
 
   const [, second] = await subscriber.waitFor(2)
   t.equal(second!.headers['persona-relay-attempt'], '2')
-  await waitForJob(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
   t.match(deliveryAttempts(logs, 'CRM', id), [
     { attempt: 1, outcome: 'network_error', errorClass: 'connection_reset' },
     { attempt: 2, outcome: 'success' }
@@ -82,7 +82,7 @@ t.test('a refused connection is retried until the subscriber listens', async (t)
   const late = await listenOn(port, () => ({ status: 200 }))
   t.teardown(() => closeServer(late.server))
   await waitUntil('the delivery once the subscriber listens', () => late.received[0])
-  const job = await waitForJob(app, 'LATE', id, 'completed')
+  const job = await waitForDelivery(app, 'LATE', id, 'completed')
   t.ok(Number(late.received[0]!.headers['persona-relay-attempt']) >= 2, 'delivered by a retry')
   t.equal(job.attemptsMade, Number(late.received[0]!.headers['persona-relay-attempt']))
   t.match(deliveryAttempts(logs, 'LATE', id)[0], { attempt: 1, outcome: 'network_error', errorClass: 'connection_refused' })

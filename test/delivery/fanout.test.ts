@@ -2,7 +2,10 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { App } from '../../src/app.js'
 import { Fanout, FANOUT_GROUP } from '../../src/delivery/fanout.js'
+import { FirstAttempts } from '../../src/delivery/first-attempt.js'
+import { Outcomes } from '../../src/delivery/outcomes.js'
 import { EventBodies } from '../../src/store/event-bodies.js'
+import { withScripts } from '../../src/store/scripts.js'
 import { EventStore } from '../../src/store/event-store.js'
 import { storeKeys } from '../../src/store/keys.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
@@ -54,7 +57,8 @@ const quietPeriod = () => new Promise((resolve) => setTimeout(resolve, 400))
 /**
  * Writes an entry and has a consumer that is gone ("crashed") read it, then starts a second fan-out
  * that takes abandoned entries over within a few hundred milliseconds. One transaction, so that the
- * running relay's blocked read cannot get the entry first.
+ * running relay's blocked read cannot get the entry first. The second fan-out makes no first
+ * attempts (it has no slots): what it takes over goes to the subscribers' queues.
  */
 async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app: App, fields: string[], jobOptions: object): Promise<Fanout> {
   await client.multi()
@@ -63,18 +67,31 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
     .exec()
   t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
+  const records = withScripts(new Redis(redis.url, { maxRetriesPerRequest: null }))
+  const bodies = new EventBodies(records, 'persona-relay')
+  const { queues, controls, completions } = app.delivery
+  const outcomes = new Outcomes({
+    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, log: app.log
+  })
   const other = new Fanout({
     connection,
     streamKey: INTAKE,
-    queues: app.delivery.queues,
-    jobOptions: () => jobOptions,
-    bodies: new EventBodies(connection, 'persona-relay'),
+    subscribers: new Set(queues.keys()),
+    bodies,
+    outcomes,
+    firstAttempts: new FirstAttempts({
+      subscribers: [], queues, slots: new Map(), connection: records, keys: KEYS, outcomes, context: { log: app.log, metrics: app.metrics }
+    }),
+    acknowledgeConnection: records,
     log: app.log,
     abandonedAfterMs: 300,
     claimEveryMs: 100
   })
   other.start()
-  t.teardown(() => other.stop())
+  t.teardown(async () => {
+    await other.stop()
+    records.disconnect()
+  })
   return other
 }
 
@@ -156,7 +173,7 @@ t.test('a running fan-out takes over an entry another instance abandoned', async
 })
 
 /** A relay with CRM, which takes every event, and OPS, which refuses every one and has a single attempt. */
-async function crmAndOps(t: Test, immediate: 'true' | 'false') {
+async function crmAndOps(t: Test) {
   const crm = await startSubscriber()
   const ops = await startSubscriber(() => ({ status: 500 }))
   t.teardown(() => Promise.all([crm.close(), ops.close()]))
@@ -166,47 +183,22 @@ async function crmAndOps(t: Test, immediate: 'true' | 'false') {
     SUBSCRIBER_CRM_EVENTS: '*',
     SUBSCRIBER_OPS_URL: ops.url,
     SUBSCRIBER_OPS_EVENTS: '*',
-    SUBSCRIBER_OPS_MAX_ATTEMPTS: '1',
-    DELIVERY_IMMEDIATE: immediate
+    SUBSCRIBER_OPS_MAX_ATTEMPTS: '1'
   }, redis)
   return { crm, ops, redis, client, app }
 }
 
-t.test('replaying an entry whose jobs already exist delivers nothing twice', async (t) => {
-  // The replay meets the jobs fan-out added: without immediate attempts, both deliveries are jobs
-  // from the start. An entry whose immediate attempts ended is taken over instead (the next test).
-  const { crm, ops, client, app } = await crmAndOps(t, 'false')
-  const id = uniqueEventId()
-  await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM,OPS'))
-  await crm.waitFor(1)
-  await ops.waitFor(1)
-  const crmQueue = app.delivery.queues.get('CRM')!
-  const opsQueue = app.delivery.queues.get('OPS')!
-  await waitUntil('both deliveries to settle', async () =>
-    (await crmQueue.getJobState(id)) === 'completed' && (await opsQueue.getJobState(id)) === 'failed')
-
-  // What a fan-out that crashed between adding the jobs and acknowledging the entry replays.
-  await client.xadd(INTAKE, '*', ...await entryFields(client, id, 'CRM,OPS'))
-  await drained(client)
-  await quietPeriod()
-  t.equal(crm.received.length, 1, 'a delivered event is not delivered again')
-  t.equal(ops.received.length, 1, 'a failed delivery is not restarted by the replay')
-  t.match(await crmQueue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'), { completed: 1, waiting: 0, active: 0, delayed: 0, failed: 0 })
-  t.match(await opsQueue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'), { completed: 0, waiting: 0, active: 0, delayed: 0, failed: 1 })
-  t.equal((await crmQueue.getJob(id))!.attemptsMade, 1)
-})
-
-t.test('an entry taken over after its immediate attempts ended delivers nothing twice', async (t) => {
-  const { crm, ops, redis, client, app } = await crmAndOps(t, 'true')
+t.test('an entry taken over after its first attempts ended delivers nothing twice', async (t) => {
+  const { crm, ops, redis, client, app } = await crmAndOps(t)
   const id = uniqueEventId()
   const fields = await entryFields(client, id, 'CRM,OPS')
   await client.xadd(INTAKE, '*', ...fields)
-  // CRM's delivery completed by its immediate attempt, without a job; OPS's failed one became a job.
+  // CRM's delivery completed by its first attempt, without a job; OPS's failed one became a job.
   await waitForDelivery(app, 'CRM', id, 'completed')
   await waitForDelivery(app, 'OPS', id, 'failed')
   await drained(client)
 
-  // What a fan-out that crashed after its immediate attempts but before acknowledging leaves.
+  // What a fan-out that crashed after its first attempts but before acknowledging leaves.
   await abandonThenTakeOver(t, redis, client, app, fields, { attempts: 1 })
   await drained(client)
   await quietPeriod()

@@ -1,8 +1,8 @@
 import { Queue, Worker } from 'bullmq'
 import t, { type Test } from 'tap'
 import type { App } from '../../src/app.js'
-import type { DeliveryJobData } from '../../src/delivery/job.js'
-import { sweepRetention } from '../../src/delivery/maintenance.js'
+import { sweepQueue } from '../../src/delivery/maintenance.js'
+import type { DeliveryData } from '../../src/delivery/types.js'
 import { RESPONSE_EXCERPT_BYTES } from '../../src/delivery/sender.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
 import { deliveryView, history, postEvent, storedBody, unusualBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
@@ -18,12 +18,12 @@ async function storedKeys(app: App, subscriber: string, eventId: string): Promis
 }
 
 /**
- * What holds a delivery its immediate attempt completed, which has no job: its record and its entry
- * in the subscriber's finish-time index (the only one there in these tests, so the index's size).
+ * What holds a completed delivery, which has no job: its record and its entry in the subscriber's
+ * finish-time index (the only one there in these tests, so the index's size).
  */
 async function storedRecord(app: App, subscriber: string, eventId: string): Promise<number> {
-  const { delivered } = app.delivery
-  return ((await delivered.get(subscriber, eventId)) ? 1 : 0) + (await delivered.count(subscriber))
+  const { completions } = app.delivery
+  return ((await completions.get(subscriber, eventId)) ? 1 : 0) + (await completions.count(subscriber))
 }
 
 /** Waits for the delivery, job or record, to vanish from Redis and returns how long after it finished that was. */
@@ -51,7 +51,7 @@ t.test('the history records a 500 with the first KiB of its body, then a timeout
   const posted = Date.now()
   await postEvent(app, personaEvent(id))
 
-  const job = await waitForJob(app, 'CRM', id, 'completed')
+  const view = await waitForDelivery(app, 'CRM', id, 'completed')
   const records = await history(app, 'CRM', id)
   t.same(records.map(({ at: _at, durationMs: _duration, ...rest }) => rest), [
     { attempt: 1, outcome: 'http_error', status: 500, response: errorPage.slice(0, RESPONSE_EXCERPT_BYTES) },
@@ -61,7 +61,7 @@ t.test('the history records a 500 with the first KiB of its body, then a timeout
   t.equal(RESPONSE_EXCERPT_BYTES, 1024)
   const [first, second, third] = records
   t.ok(records.every((record) => isoTime(record.at)), 'every attempt has an ISO time')
-  t.ok(Date.parse(first!.at) >= posted && Date.parse(third!.at) <= job.finishedOn!, 'the times fall between intake and completion')
+  t.ok(Date.parse(first!.at) >= posted && Date.parse(third!.at) <= Date.parse(view.finishedAt!), 'the times fall between intake and completion')
   t.ok(Date.parse(first!.at) + first!.durationMs <= Date.parse(second!.at), 'the second attempt started after the first ended')
   t.ok(Date.parse(second!.at) + second!.durationMs <= Date.parse(third!.at) + 1, 'the third attempt started after the timeout')
   t.ok(first!.durationMs >= 0 && first!.durationMs < 300, `the 500 took ${first!.durationMs} ms`)
@@ -110,9 +110,9 @@ t.test('a delivery that exhausts its attempts is dead-lettered with its body and
 })
 
 /**
- * A relay with a subscriber that takes every event at once (OK: completed by the immediate attempt,
- * a record rather than a job), one that refuses each first attempt (LATE: completed by a retry, a
- * job) and one that refuses every event at once (DEAD: a dead letter).
+ * A relay with a subscriber that takes every event at once (OK: completed by its first attempt),
+ * one that refuses each first attempt (LATE: completed by a retry) and one that refuses every event
+ * at once (DEAD: a dead letter). Completed either way, a delivery is a record and no job.
  */
 async function relayWithRetention(t: Test, retention: Record<string, string>) {
   const ok = await startSubscriber()
@@ -134,22 +134,24 @@ async function relayWithRetention(t: Test, retention: Record<string, string>) {
   await waitForDelivery(relay.app, 'OK', id, 'completed')
   await waitForDelivery(relay.app, 'LATE', id, 'completed')
   await waitForDelivery(relay.app, 'DEAD', id, 'failed')
-  t.equal(await storedRecord(relay.app, 'OK', id), 2, 'the immediately completed delivery is stored as a record')
+  t.equal(await storedRecord(relay.app, 'OK', id), 2, 'the delivery completed at once is stored as a record')
   t.equal(await storedKeys(relay.app, 'OK', id), 0, 'it has no job')
-  t.equal(await storedKeys(relay.app, 'LATE', id), 2, 'the delivery completed by a retry is stored with its history')
+  t.equal(await storedRecord(relay.app, 'LATE', id), 2, 'the delivery completed by a retry is stored as a record too, with its whole history')
+  t.equal(await storedKeys(relay.app, 'LATE', id), 0, 'its job is gone')
+  t.equal((await deliveryView(relay.app, 'LATE', id))?.attempts.length, 2)
   t.equal(await storedKeys(relay.app, 'DEAD', id), 2, 'the dead letter and its history are stored')
   return { ...relay, id }
 }
 
 t.test('completed deliveries older than DELIVERY_HISTORY_HOURS disappear on their own; dead letters stay', async (t) => {
-  // 0.0001 h is 360 ms; BullMQ's own age limit counts whole seconds and acts only when another job finishes.
+  // 0.0001 h is 360 ms.
   const { app, logs, id } = await relayWithRetention(t, { DELIVERY_HISTORY_HOURS: '0.0001', RETENTION_SWEEP_INTERVAL_SECONDS: '0.2' })
 
   const ages = await Promise.all([removedAfterMs(app, 'OK', id), removedAfterMs(app, 'LATE', id)])
   for (const [index, age] of ages.entries()) {
     t.ok(age >= 360 - 10 && age <= 360 + 200 + 300, `${['OK', 'LATE'][index]}: removed ${age} ms after it completed`)
   }
-  t.equal(await deliveryView(app, 'OK', id), undefined, 'the immediately completed delivery is gone')
+  t.equal(await deliveryView(app, 'OK', id), undefined, 'the delivery completed at once is gone')
   t.equal(await deliveryView(app, 'LATE', id), undefined, 'so is the one completed by a retry')
   t.equal(await storedKeys(app, 'DEAD', id), 2, 'the dead letter stays for DEAD_LETTER_RETENTION_DAYS')
   t.equal(await app.delivery.queues.get('DEAD')!.getJobState(id), 'failed')
@@ -170,25 +172,22 @@ t.test('dead letters older than DEAD_LETTER_RETENTION_DAYS disappear with body a
   // The sweep releases the body right after removing the dead letter that held it last.
   await waitUntil('the body to be released', async () => (await storedBody(app, id)) === null)
   t.equal(await storedRecord(app, 'OK', id), 2, 'the completed deliveries stay for DELIVERY_HISTORY_HOURS')
-  t.equal(await storedKeys(app, 'LATE', id), 2)
+  t.equal(await storedRecord(app, 'LATE', id), 2)
   t.equal((await deliveryView(app, 'OK', id))?.state, 'completed')
-  t.equal(await app.delivery.queues.get('LATE')!.getJobState(id), 'completed')
+  t.equal((await deliveryView(app, 'LATE', id))?.state, 'completed')
 })
 
-t.test('sweepRetention removes only what is older than each limit and says how many it removed', async (t) => {
+t.test('the sweeps remove only what is older than each limit and say how many they removed', async (t) => {
   const { app, config, id } = await relayWithRetention(t, { RETENTION_SWEEP_INTERVAL_SECONDS: '3600' })
-  const [lateQueue, deadQueue] = [app.delivery.queues.get('LATE')!, app.delivery.queues.get('DEAD')!]
-  // The records of immediately completed deliveries have their own sweep, given the cut-off time.
-  const sweepRecords = (historyHours: number) => app.delivery.delivered.sweep('OK', Date.now() - historyHours * 3_600_000)
-  t.equal(await sweepRetention(lateQueue, config.delivery), 0, 'nothing is a day old')
-  t.equal(await sweepRecords(config.delivery.historyHours), 0)
-  t.equal(await sweepRetention(deadQueue, config.delivery), 0, 'nothing is two weeks old')
+  const deadQueue = app.delivery.queues.get('DEAD')!
+  const sweepRecords = (subscriber: string, historyHours: number) => app.delivery.completions.sweep(subscriber, Date.now() - historyHours * 3_600_000)
+  t.equal(await sweepRecords('LATE', config.delivery.historyHours), 0, 'nothing is a day old')
+  t.equal(await sweepQueue(deadQueue, config.delivery), 0, 'nothing is two weeks old')
   const tenSeconds = { ...config.delivery, historyHours: 10 / 3600, deadLetterRetentionDays: 10 / 86400 }
-  t.equal(await sweepRetention(lateQueue, tenSeconds), 0, 'nothing is ten seconds old')
-  t.equal(await sweepRecords(tenSeconds.historyHours), 0)
-  t.equal(await sweepRetention(deadQueue, tenSeconds), 0)
+  t.equal(await sweepRecords('LATE', tenSeconds.historyHours), 0, 'nothing is ten seconds old')
+  t.equal(await sweepQueue(deadQueue, tenSeconds), 0)
   t.equal(await storedRecord(app, 'OK', id), 2)
-  t.equal(await storedKeys(app, 'LATE', id), 2)
+  t.equal(await storedRecord(app, 'LATE', id), 2)
   t.equal(await storedKeys(app, 'DEAD', id), 2)
 
   const oneMs = { ...config.delivery, historyHours: 0.001 / 3600, deadLetterRetentionDays: 0.001 / 86400 }
@@ -196,37 +195,38 @@ t.test('sweepRetention removes only what is older than each limit and says how m
     const views = await Promise.all(['OK', 'LATE', 'DEAD'].map((subscriber) => deliveryView(app, subscriber, id)))
     return Date.now() - Math.max(...views.map((view) => Date.parse(view!.finishedAt!))) > 5
   })
-  t.equal(await sweepRetention(lateQueue, oneMs), 1)
-  t.equal(await storedKeys(app, 'LATE', id), 0, 'the completed delivery and its history are gone')
-  t.equal(await storedKeys(app, 'DEAD', id), 2, 'a sweep of one queue leaves the others alone')
-  t.equal(await storedRecord(app, 'OK', id), 2, 'and the records of immediately completed deliveries')
-  t.equal(await sweepRecords(oneMs.historyHours), 1)
-  t.equal(await storedRecord(app, 'OK', id), 0, 'the immediately completed delivery is gone')
+  t.equal(await sweepRecords('LATE', oneMs.historyHours), 1)
+  t.equal(await storedRecord(app, 'LATE', id), 0, 'the completed delivery and its history are gone')
+  t.equal(await storedKeys(app, 'DEAD', id), 2, 'a sweep of one subscriber leaves the others alone')
+  t.equal(await storedRecord(app, 'OK', id), 2)
+  t.equal(await sweepRecords('OK', oneMs.historyHours), 1)
+  t.equal(await storedRecord(app, 'OK', id), 0)
   t.ok(await storedBody(app, id), 'the dead letter still holds the body')
-  t.equal(await sweepRetention(deadQueue, oneMs), 1)
+  t.equal(await sweepQueue(deadQueue, oneMs), 1)
   t.equal(await storedKeys(app, 'DEAD', id), 0, 'the dead letter and its history are gone')
   t.ok(await storedBody(app, id), 'the body stays with no one releasing it')
-  t.equal(await sweepRetention(deadQueue, oneMs), 0)
-  t.equal(await sweepRecords(oneMs.historyHours), 0)
+  t.equal(await sweepQueue(deadQueue, oneMs), 0)
+  t.equal(await sweepRecords('OK', oneMs.historyHours), 0)
 })
 
-t.test('a sweep removes more than one batch of expired deliveries', async (t) => {
+// Completed jobs are what releases before the completion store left behind: swept all the same.
+t.test('a sweep removes more than one batch of expired jobs', async (t) => {
   const { app, config } = await startRelay(t)
   const connection = { url: config.redis.url }
-  const queue = new Queue<DeliveryJobData>('bulk', { connection, prefix: config.redis.prefix })
-  const worker = new Worker<DeliveryJobData>('bulk', async () => 'done', { connection, prefix: config.redis.prefix, concurrency: 200 })
+  const queue = new Queue<DeliveryData>('bulk', { connection, prefix: config.redis.prefix })
+  const worker = new Worker<DeliveryData>('bulk', async () => 'done', { connection, prefix: config.redis.prefix, concurrency: 200 })
   t.teardown(async () => {
     await worker.close()
     await queue.close()
   })
   const count = 2500
-  const data: DeliveryJobData = { eventId: 'e', eventName: 'n', createdAt: '', receivedAt: '', source: 'test' }
+  const data: DeliveryData = { eventId: 'e', eventName: 'n', createdAt: '', receivedAt: '', source: 'test' }
   await queue.addBulk(Array.from({ length: count }, (_, index) => ({ name: 'n', data, opts: { jobId: `job${index}` } })))
   await waitUntil('every bulk job to complete', async () => (await queue.getCompletedCount()) === count, 30_000, 100)
 
   t.equal((await app.redis.keys(`${config.redis.prefix}:bulk:job*`)).length, count, 'the jobs live on the test Redis')
   const justNow = { ...config.delivery, historyHours: 0.001 / 3600 }
-  t.equal(await sweepRetention(queue, justNow), count)
+  t.equal(await sweepQueue(queue, justNow), count)
   t.equal(await queue.getCompletedCount(), 0)
   t.same(await app.redis.keys(`${config.redis.prefix}:bulk:job*`), [])
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { MAX_RETRY_AFTER_MS } from '../../src/delivery/retry-after.js'
-import { countsTowardsBreaker, judgeAttempt, type AttemptVerdict } from '../../src/delivery/retry-policy.js'
-import type { AttemptResult } from '../../src/delivery/sender.js'
+import { MAX_RETRY_AFTER_MS } from '../../src/retry-after.js'
+import { countsTowardsBreaker, judgeAttempt } from '../../src/delivery/retry-policy.js'
+import type { AttemptResult, AttemptVerdict } from '../../src/delivery/types.js'
 
 const NOW = Date.parse('2026-11-27T10:00:00.000Z')
 

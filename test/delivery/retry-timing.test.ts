@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import type { App } from '../../src/app.js'
 import { GONE_REASON } from '../../src/delivery/worker.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { closeServer, deliveryAttempts, history, listenOn, postEvent, storedBody, waitForJob } from '../helpers/delivery.js'
+import { closeServer, deliveryAttempts, history, listenOn, postEvent, storedBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 
 /** How late BullMQ may start a due retry on a loaded test machine; never how early. */
@@ -88,7 +88,7 @@ t.test('the jitter differs from one delivery to the next', async (t) => {
   })
   const ids = Array.from({ length: 10 }, () => uniqueEventId())
   for (const id of ids) await postEvent(app, personaEvent(id))
-  for (const id of ids) await waitForJob(app, 'X', id, 'completed')
+  for (const id of ids) await waitForDelivery(app, 'X', id, 'completed')
 
   const delays = ids.map((id) => {
     const [first, second] = subscriber.received.filter((request) => request.headers['webhook-id'] === id)
@@ -116,7 +116,7 @@ t.test('a 429 with Retry-After: 1 delays the next attempt by a second instead of
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
 
-  const job = await waitForJob(app, 'X', id, 'completed')
+  const job = await waitForDelivery(app, 'X', id, 'completed')
   t.equal(job.attemptsMade, 3)
   const [afterRetryAfter, afterPlain429] = gaps(subscriber.arrivals)
   t.ok(afterRetryAfter! >= 1000 - EARLY_MS && afterRetryAfter! <= 1000 + LATE_MS, `waited ${afterRetryAfter} ms after Retry-After: 1`)
@@ -146,7 +146,7 @@ t.test('a 503 with an HTTP-date Retry-After waits until that date', async (t) =>
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
 
-  await waitForJob(app, 'X', id, 'completed')
+  await waitForDelivery(app, 'X', id, 'completed')
   const [, retried] = subscriber.arrivals
   const offset = retried! - retryAt
   t.ok(offset >= -EARLY_MS && offset <= LATE_MS, `retried ${offset} ms from the date it was given`)
@@ -183,7 +183,7 @@ t.test('a 404 is retried on the schedule like any other 4xx', async (t) => {
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
 
-  const job = await waitForJob(app, 'X', id, 'completed')
+  const job = await waitForDelivery(app, 'X', id, 'completed')
   t.equal(job.attemptsMade, 2)
   assertWithinJitter(t, gaps(subscriber.received.map((request) => request.at)), [0.2])
   t.same((await history(app, 'X', id)).map(({ attempt, outcome, status }) => ({ attempt, outcome, status })), [

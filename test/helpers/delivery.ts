@@ -1,8 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { App } from '../../src/app.js'
-import type { AttemptRecord } from '../../src/delivery/attempts.js'
-import { getDelivery, type DeliveryView } from '../../src/delivery/deliveries.js'
+import { getDelivery } from '../../src/delivery/deliveries.js'
+import type { AttemptRecord, DeliveryView } from '../../src/delivery/types.js'
 import { signedHeaders, type LogCapture } from './app.js'
 import { FIXTURE, FIXTURE_ID } from './fixtures.js'
 import { waitUntil } from './wait-until.js'
@@ -23,21 +23,19 @@ export async function postEvent(app: App, body: string): Promise<void> {
   if (response.statusCode !== 200) throw new Error(`intake answered ${response.statusCode}: ${response.body}`)
 }
 
-export async function waitForJob(app: App, subscriber: string, eventId: string, state: string) {
+/** Waits for a delivery's queue job to reach a BullMQ state; a completed delivery has no job (waitForDelivery). */
+export async function waitForJob(app: App, subscriber: string, eventId: string, state: 'waiting' | 'delayed' | 'active' | 'failed') {
   const queue = app.delivery.queues.get(subscriber)!
   await waitUntil(`job ${eventId} of ${subscriber} to be ${state}`, async () => (await queue.getJobState(eventId)) === state)
   return (await queue.getJob(eventId))!
 }
 
-/** A delivery as the admin API shows it: its job, or the record of the immediate attempt that completed it. */
+/** A delivery as the admin API shows it: its job, or its record in the completion store. */
 export async function deliveryView(app: App, subscriber: string, eventId: string): Promise<DeliveryView | undefined> {
-  return await getDelivery(app.redis, app.delivery.queues.get(subscriber)!, app.delivery.delivered, subscriber, eventId)
+  return await getDelivery(app.redis, app.delivery.queues.get(subscriber)!, app.delivery.completions, subscriber, eventId)
 }
 
-/**
- * Waits for a delivery to reach `state` as the admin API shows it. A delivery completed by its
- * immediate attempt has no job, so a completed one is waited for here rather than with waitForJob.
- */
+/** Waits for a delivery to reach `state` as the admin API shows it. */
 export async function waitForDelivery(app: App, subscriber: string, eventId: string, state: DeliveryView['state']): Promise<DeliveryView> {
   return await waitUntil(`delivery ${eventId} of ${subscriber} to be ${state}`, async () => {
     const view = await deliveryView(app, subscriber, eventId)

@@ -4,7 +4,7 @@ import { Errors } from '../../src/errors.js'
 import { dashboardAuthorized, DASHBOARD_PATH } from '../../src/ops/dashboard.js'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
 import { signedHeaders, startRelay } from '../helpers/app.js'
-import { waitForJob } from '../helpers/delivery.js'
+import { deliveryView, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { FIXTURE, FIXTURE_ID } from '../helpers/fixtures.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 
@@ -205,13 +205,13 @@ t.test('with ADMIN_TOKEN', async (t) => {
     succeed = true
     const retry = await app.inject({ method: 'PUT', url: `${api}/${FIXTURE_ID}/retry`, headers: auth })
     t.equal(retry.statusCode, 204)
-    await waitForJob(app, 'CRM', FIXTURE_ID, 'completed')
+    await waitForDelivery(app, 'CRM', FIXTURE_ID, 'completed')
     t.equal(subscriber.received.length, 2, 'delivered on the retry')
 
     const again = await app.inject({ method: 'PUT', url: `${api}/${FIXTURE_ID}/retry`, headers: auth })
     t.equal(again.statusCode, 409)
     t.match(again.json(), { code: 'DELIVERY_NOT_FAILED' })
-    t.equal(await app.delivery.queues.get('CRM')!.getJobState(FIXTURE_ID), 'completed', 'still completed, not turned into a failure')
+    t.equal((await deliveryView(app, 'CRM', FIXTURE_ID))?.state, 'completed', 'still completed, not turned into a failure')
     t.equal((await app.inject({ method: 'PUT', url: `${api}/evt_unknown/retry`, headers: auth })).statusCode, 404, 'an unknown delivery is bull-board\'s 404')
   })
 

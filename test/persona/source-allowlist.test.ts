@@ -2,14 +2,14 @@ import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config/index.js'
 import { allowlistEntryProblem, createAllowlist, PERSONA_KEYWORD, PERSONA_SOURCE_IPS } from '../../src/persona/source-allowlist.js'
 
-/** Typed in again from PROTOCOL.md ("Source IPs"), so that a slip in the source list shows here. */
-const PROTOCOL_ADDRESSES = {
+/** Typed in again from Persona's Security page, so that a slip in the source list shows here. */
+const PUBLISHED_ADDRESSES = {
   Germany: ['35.246.155.45', '34.89.193.61', '34.89.158.43', '35.198.149.197', '34.159.83.62', '34.159.68.157'],
   India: ['34.93.21.229', '35.244.13.71', '34.93.90.104', '34.93.222.99'],
   'United States': ['35.232.44.140', '34.69.131.123', '34.67.4.225', '34.66.30.174', '34.123.74.158', '34.41.116.165',
     '34.145.62.98', '34.105.116.226', '34.168.249.74', '35.199.156.187', '34.105.58.25', '35.230.80.200']
 }
-const ALL_PROTOCOL_ADDRESSES = Object.values(PROTOCOL_ADDRESSES).flat()
+const ALL_PUBLISHED_ADDRESSES = Object.values(PUBLISHED_ADDRESSES).flat()
 
 /** The same address with its last octet moved by one: outside a /32, inside any wider block. */
 function neighbour(address: string, step: number): string {
@@ -48,22 +48,22 @@ t.test('a bad PERSONA_ALLOWED_IPS entry is a configuration error naming the entr
   t.same(loadConfig({ PERSONA_WEBHOOK_SECRET: 'wbhsec_x', PERSONA_ALLOWED_IPS: ' persona , 10.0.0.0/8 ' }).allowedIps, ['persona', '10.0.0.0/8'])
 })
 
-t.test('the source list is exactly the addresses PROTOCOL.md publishes', async (t) => {
+t.test('the source list is exactly the addresses Persona publishes', async (t) => {
   t.equal(PERSONA_KEYWORD, 'persona')
-  t.same([...PERSONA_SOURCE_IPS].sort(), [...ALL_PROTOCOL_ADDRESSES].sort())
+  t.same([...PERSONA_SOURCE_IPS].sort(), [...ALL_PUBLISHED_ADDRESSES].sort())
   t.equal(new Set(PERSONA_SOURCE_IPS).size, 22, 'no address twice')
 })
 
 t.test('the persona keyword allows every published address and refuses their neighbours', async (t) => {
   const allowed = createAllowlist(['persona'])
-  for (const [region, addresses] of Object.entries(PROTOCOL_ADDRESSES)) {
+  for (const [region, addresses] of Object.entries(PUBLISHED_ADDRESSES)) {
     for (const address of addresses) {
       t.ok(allowed(address), `${region} ${address}`)
       t.ok(allowed(`::ffff:${address}`), `${region} ${address} on a dual-stack socket`)
     }
   }
-  for (const address of ALL_PROTOCOL_ADDRESSES) {
-    for (const near of [neighbour(address, 1), neighbour(address, -1)].filter((near) => !ALL_PROTOCOL_ADDRESSES.includes(near))) {
+  for (const address of ALL_PUBLISHED_ADDRESSES) {
+    for (const near of [neighbour(address, 1), neighbour(address, -1)].filter((near) => !ALL_PUBLISHED_ADDRESSES.includes(near))) {
       t.notOk(allowed(near), `neighbour ${near} of ${address}`)
     }
   }

@@ -267,7 +267,7 @@ t.test('parallel copies of a new event through the HTTP route are recorded and d
     t.same(received.map((delivery) => delivery.headers['webhook-id']).sort(), [...sent].sort())
     const queue = relay.app.delivery.queues.get('CRM')!
     await waitUntil('every delivery to complete', async () =>
-      (await deliveryCounts(queue, relay.app.delivery.delivered, 'CRM', ['completed'])).completed === sent.length)
+      (await deliveryCounts(queue, relay.app.delivery.completions, 'CRM', ['completed'])).completed === sent.length)
     t.equal(await queue.getJobCountByTypes('waiting', 'delayed', 'active', 'failed'), 0, 'nothing else waits to be delivered')
     t.equal(subscriber.received.length, sent.length, 'no extra delivery')
   })

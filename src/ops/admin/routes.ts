@@ -1,16 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Config } from '../../config/index.js'
 import { ErrorResponse, Errors } from '../../errors.js'
-import {
-  deliveryCounts,
-  deliveryId,
-  getDelivery,
-  listDeliveries,
-  parseDeliveryId,
-  retryDelivery,
-  retryFailedDeliveries,
-  type DeliveryView
-} from '../../delivery/deliveries.js'
+import { deliveryCounts, getDelivery, listDeliveries, retryFailedDeliveries } from '../../delivery/deliveries.js'
+import { replay } from '../../delivery/queue.js'
+import { deliveryId, parseDeliveryId, type DeliveryView } from '../../delivery/types.js'
 import { backfillRoutes } from './backfill-routes.js'
 import { bearerTokenMatches } from './bearer-token.js'
 import {
@@ -31,7 +24,7 @@ const Errors4xx = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 
 
 /** The admin API; registered only when ADMIN_TOKEN is set, so without it these routes are 404. */
 export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: string }> = async (app, { config, token }) => {
-  const { queues, controls, delivered } = app.delivery
+  const { queues, controls, completions } = app.delivery
 
   app.addHook('onRequest', async (request) => {
     if (!bearerTokenMatches(request.headers.authorization, token)) throw new Errors.ADMIN_UNAUTHORIZED()
@@ -53,7 +46,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const deliveries: DeliveryView[] = []
     for (const subscriber of routed) {
       const queue = queues.get(subscriber)
-      const delivery = queue ? await getDelivery(app.redis, queue, delivered, subscriber, eventId) : undefined
+      const delivery = queue ? await getDelivery(app.redis, queue, completions, subscriber, eventId) : undefined
       if (delivery) deliveries.push(delivery)
       else if (name) deliveries.push(notYetQueued(subscriber, eventId, name, receivedAt ?? ''))
     }
@@ -73,7 +66,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const { state = 'failed', subscriber, limit = 50, cursor } = request.query
     const selected = subscriber ? new Map([[subscriber, queueOf(subscriber)]]) : queues
     const offset = cursor ? Number(cursor) : 0
-    const { items, more } = await listDeliveries(app.redis, selected, delivered, { state, limit, offset })
+    const { items, more } = await listDeliveries(app.redis, selected, completions, { state, limit, offset })
     return { items, ...(more ? { nextCursor: String(offset + limit) } : {}) }
   })
 
@@ -81,11 +74,12 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const parsed = parseDeliveryId(request.params.deliveryId)
     const queue = parsed && queues.get(parsed.subscriber)
     const job = parsed && queue ? await queue.getJob(parsed.eventId) : undefined
+    if (!job && parsed && queue && (await completions.get(parsed.subscriber, parsed.eventId))) throw new Errors.DELIVERY_NOT_FAILED()
     if (!parsed || !queue || !job) throw new Errors.DELIVERY_NOT_FOUND()
     if ((await job.getState()) !== 'failed') throw new Errors.DELIVERY_NOT_FAILED()
-    await retryDelivery(job)
+    await replay(job)
     request.log.info({ delivery: request.params.deliveryId }, 'admin: delivery re-queued')
-    return reply.code(202).send((await getDelivery(app.redis, queue, delivered, parsed.subscriber, parsed.eventId))!)
+    return reply.code(202).send((await getDelivery(app.redis, queue, completions, parsed.subscriber, parsed.eventId))!)
   })
 
   const bulkRetry = {
@@ -125,7 +119,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const subscriber = config.subscribers.find((candidate) => candidate.name === name)!
     const [state, counts] = await Promise.all([
       controls.get(name)!.state(),
-      deliveryCounts(queueOf(name), delivered, name, ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'])
+      deliveryCounts(queueOf(name), completions, name, ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'])
     ])
     return {
       name,

@@ -1,34 +1,9 @@
 import Type from 'typebox'
-import { DELIVERY_STATES } from '../../delivery/deliveries.js'
+import { AttemptSchema, DELIVERY_STATES, DeliverySchema } from '../../delivery/types.js'
 
 const IsoTime = Type.String({ format: 'date-time' })
 
-export const AttemptSchema = Type.Object({
-  attempt: Type.Integer(),
-  at: Type.String(),
-  durationMs: Type.Number(),
-  outcome: Type.String(),
-  status: Type.Optional(Type.Integer()),
-  errorClass: Type.Optional(Type.String()),
-  response: Type.Optional(Type.String()),
-  probe: Type.Optional(Type.Boolean())
-})
-
-export const DeliverySchema = Type.Object({
-  id: Type.String(),
-  subscriber: Type.String(),
-  eventId: Type.String(),
-  eventName: Type.String(),
-  state: Type.Enum([...DELIVERY_STATES, 'unknown']),
-  attemptsMade: Type.Integer(),
-  maxAttempts: Type.Integer(),
-  queuedAt: Type.String(),
-  finishedAt: Type.Optional(Type.String()),
-  nextAttemptAt: Type.Optional(Type.String()),
-  failedReason: Type.Optional(Type.String()),
-  deadLetterReason: Type.Optional(Type.Enum(['gone', 'expired', 'exhausted'])),
-  attempts: Type.Array(AttemptSchema)
-})
+export { AttemptSchema, DeliverySchema }
 
 export const EventSchema = Type.Object({
   id: Type.String(),

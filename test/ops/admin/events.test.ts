@@ -203,9 +203,9 @@ t.test('a delivery whose history is gone shows as unknown; a dead letter outlive
   await postEvent(app, personaEvent(id))
   await Promise.all([waitForDelivery(app, 'CRM', id, 'completed'), waitForJob(app, 'ERP', id, 'failed')])
 
-  // Delivered at once, its only history is its record: the retention sweep removes it, as it does
+  // Completed, its only history is its record: the retention sweep removes it, as it does
   // once DELIVERY_HISTORY_HOURS have passed.
-  t.equal(await app.delivery.delivered.sweep('CRM', Date.now() + 1), 1)
+  t.equal(await app.delivery.completions.sweep('CRM', Date.now() + 1), 1)
   t.match((await eventView(app, id)).deliveries, [
     { id: `CRM.${id}`, state: 'unknown', attemptsMade: 0, attempts: [] },
     { id: `ERP.${id}`, state: 'failed', deadLetterReason: 'exhausted' }

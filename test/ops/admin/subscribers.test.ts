@@ -116,7 +116,7 @@ t.test('a manually paused subscriber holds its deliveries, shows paused everywhe
   t.match(resumed.body, { name: 'CRM', state: 'active', consecutiveFailures: 0 })
   t.notOk('pauseReason' in resumed.body || 'pausedSince' in resumed.body)
   await subscriber.waitFor(2)
-  await Promise.all(ids.map((id) => waitForJob(app, 'CRM', id, 'completed')))
+  await Promise.all(ids.map((id) => waitForDelivery(app, 'CRM', id, 'completed')))
   t.same(new Set(subscriber.received.map((request) => request.headers['webhook-id'])), new Set(ids))
   t.same(await pausedSubscribers(t, app), [])
   t.match((await eventView(app, ids[1]!)).deliveries, [{ state: 'completed', attemptsMade: 1 }, { state: 'completed' }])
@@ -147,7 +147,7 @@ t.test('a delivery waiting for its retry when the subscriber is paused shows pau
   t.same((await admin(app, 'GET', '/admin/deliveries?state=delayed')).body, { items: [] })
 
   t.equal((await admin(app, 'POST', '/admin/subscribers/CRM/resume')).statusCode, 200)
-  await waitForJob(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
   t.same(subscriber.received.map((request) => request.headers['persona-relay-attempt']), ['1', '2'])
 })
 

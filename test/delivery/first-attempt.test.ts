@@ -1,5 +1,6 @@
 import t from 'tap'
-import { retryDelivery } from '../../src/delivery/deliveries.js'
+import { replay } from '../../src/delivery/queue.js'
+import { storeKeys } from '../../src/store/keys.js'
 import { FANOUT_GROUP } from '../../src/delivery/fanout.js'
 import type { App } from '../../src/app.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
@@ -15,11 +16,11 @@ async function unacknowledged(app: App): Promise<number> {
   return count
 }
 
-t.test('a delivery answered at once never becomes a job; its record, the body release and the breaker reset are one step', async (t) => {
+t.test('a delivery answered at once never becomes a job; its completion, the body release and the breaker reset are one step', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
   const { app, config } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
-  const failuresKey = app.delivery.controls.get('CRM')!.failuresKey
+  const failuresKey = storeKeys(config.redis.prefix).subscriber('CRM').failures
   await app.redis.set(failuresKey, '3')
   const id = uniqueEventId()
   const body = unusualBody(id)
@@ -44,7 +45,7 @@ t.test('a delivery answered at once never becomes a job; its record, the body re
     (await app.redis.xlen(app.eventStore.keys.intake)) === 0 && (await unacknowledged(app)) === 0)
 })
 
-t.test('the intake entry stays unacknowledged while its immediate attempt is in flight', async (t) => {
+t.test('the intake entry stays unacknowledged while its first attempt is in flight', async (t) => {
   const subscriber = await startSubscriber(() => ({ status: 200, delayMs: 800 }))
   t.teardown(() => subscriber.close())
   const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
@@ -64,8 +65,9 @@ t.test('a first attempt that fails is handed to the queue as the job\'s first at
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
 
-  const job = await waitForJob(app, 'CRM', id, 'completed')
-  t.equal(job.attemptsMade, 2, 'the handed-over attempt counts as the first')
+  const view = await waitForDelivery(app, 'CRM', id, 'completed')
+  t.equal(view.attemptsMade, 2, 'the handed-over attempt counts as the first')
+  t.equal(await app.delivery.queues.get('CRM')!.getJob(id), undefined, 'its job is gone once completed')
   t.same((await subscriber.waitFor(2)).map((request) => request.headers['persona-relay-attempt']), ['1', '2'])
   t.match(await history(app, 'CRM', id), [
     { attempt: 1, outcome: 'http_error', status: 503, response: 'busy' },
@@ -97,12 +99,12 @@ t.test('a 410 on the first attempt dead-letters as gone, a 500 with one attempt 
   t.equal(gone.received.length + failing.received.length, 2, 'one request each')
   t.not(await storedBody(app, id), null, 'dead letters keep the body for a replay')
 
-  await retryDelivery((await app.delivery.queues.get('GONE')!.getJob(id))!)
+  await replay((await app.delivery.queues.get('GONE')!.getJob(id))!)
   await gone.waitFor(2)
   t.match(await waitForDelivery(app, 'GONE', id, 'failed'), { attempts: [{ attempt: 1, status: 410 }, { attempt: 1, status: 410 }] }, 'the replay sent it again')
 })
 
-t.test('a paused subscriber gets no immediate attempt: its delivery waits in the queue until resumed', async (t) => {
+t.test('a paused subscriber gets no first attempt from fan-out: its delivery waits in the queue until resumed', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
   const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
@@ -115,18 +117,6 @@ t.test('a paused subscriber gets no immediate attempt: its delivery waits in the
   await quietPeriod()
   t.equal(subscriber.received.length, 0, 'nothing sent while paused')
   await control.resume('manual')
-  await waitForJob(app, 'CRM', id, 'completed')
+  await waitForDelivery(app, 'CRM', id, 'completed')
   t.equal(subscriber.received.length, 1)
-})
-
-t.test('DELIVERY_IMMEDIATE=false makes every delivery a queue job', async (t) => {
-  const subscriber = await startSubscriber()
-  t.teardown(() => subscriber.close())
-  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*', DELIVERY_IMMEDIATE: 'false' })
-  const id = uniqueEventId()
-  await postEvent(app, personaEvent(id))
-
-  const job = await waitForJob(app, 'CRM', id, 'completed')
-  t.match(job.returnvalue, { status: 200, attempt: { attempt: 1, outcome: 'success' } })
-  t.equal(await app.delivery.delivered.count('CRM'), 0, 'no immediate record')
 })

@@ -1,0 +1,90 @@
+import { Queue, type Job, type RedisConnection } from 'bullmq'
+import type { ChainableCommander, Redis } from 'ioredis'
+import type { Config, SubscriberConfig } from '../config/index.js'
+import { KEPT_ATTEMPTS, parseAttemptLog } from './attempts.js'
+import type { AttemptRecord, DeliveryData } from './types.js'
+
+/**
+ * BullMQ as the engine's retry and dead-letter queue, one queue per subscriber. This is the only
+ * module that knows BullMQ's own key layout (the meta hash, the delayed and failed sets); the rest
+ * of the relay uses BullMQ's public API or asks here.
+ */
+export type DeliveryQueue = Queue<DeliveryData>
+export type DeliveryJob = Job<DeliveryData>
+
+export function queueName(subscriberName: string): string {
+  return `delivery-${subscriberName}`
+}
+
+export function createQueue(subscriber: SubscriberConfig, connection: Redis | RedisConnection['client'], prefix: string): DeliveryQueue {
+  const queue = new Queue<DeliveryData>(queueName(subscriber.name), { connection: connection as Redis, prefix })
+  // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
+  queue.on('error', () => undefined)
+  return queue
+}
+
+export function deliveryJobOptions(subscriber: SubscriberConfig, retention: Config['delivery']) {
+  return {
+    attempts: subscriber.maxAttempts,
+    backoff: { type: 'schedule' },
+    keepLogs: KEPT_ATTEMPTS,
+    // A completed delivery lives in the completion store (store/completions.ts), written before its
+    // job completes: the job itself is done with.
+    removeOnComplete: true,
+    // BullMQ counts whole seconds and `age: 0` removes a job the moment it fails: rounding up keeps
+    // a sub-second retention for at least as long as asked, and the sweep removes it on time.
+    removeOnFail: { age: Math.ceil(retention.deadLetterRetentionDays * 86400) }
+  }
+}
+
+/** Queues a read of whether the subscriber's queue is paused (BullMQ's meta hash) on a pipeline. */
+export function queuePausedFlag(pipeline: ChainableCommander, queue: DeliveryQueue): void {
+  pipeline.hexists(queue.keys.meta!, 'paused')
+}
+
+/**
+ * When a delayed delivery is due: its score in the delayed set, which BullMQ shifts left by 12 bits
+ * to keep an ordering counter. The job's own `timestamp + delay` is off by every earlier attempt.
+ */
+export async function dueAt(redis: Redis, queue: DeliveryQueue, jobId: string): Promise<number | undefined> {
+  const score = await redis.zscore(queue.keys.delayed!, jobId)
+  return score === null ? undefined : Math.floor(Number(score) / 0x1000)
+}
+
+/** Dead letters of a queue that failed within [sinceMs, untilMs], in failure order, a page at a time. */
+export async function failedIdsBetween(redis: Redis, queue: DeliveryQueue, sinceMs: number, untilMs: number, offset: number, count: number) {
+  return await redis.zrangebyscore(queue.keys.failed!, sinceMs, untilMs, 'LIMIT', offset, count)
+}
+
+export async function isDeadLetter(redis: Redis, queue: DeliveryQueue, jobId: string): Promise<boolean> {
+  return (await redis.zscore(queue.keys.failed!, jobId)) !== null
+}
+
+/**
+ * Whether the job still owes BullMQ the first attempt fan-out made: until its worker has taken it
+ * as the job's first (worker.ts), BullMQ counts none.
+ */
+export function firstAttemptPending(job: DeliveryJob): boolean {
+  return job.data.firstAttempt !== undefined && job.attemptsMade === 0 && !job.data.replayed
+}
+
+/** Attempts made so far, the first attempt fan-out made included. */
+export function attemptsMade(job: DeliveryJob): number {
+  return job.attemptsMade + (firstAttemptPending(job) ? 1 : 0)
+}
+
+/** Re-queues a dead letter with a fresh attempt budget; its history stays. */
+export async function replay(job: DeliveryJob): Promise<void> {
+  if (job.data.firstAttempt && !job.data.replayed) await job.updateData({ ...job.data, replayed: true })
+  await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+}
+
+/**
+ * A job's attempt history, in the order the attempts began: its log rows, and the first attempt
+ * fan-out made until the worker has logged it (a probe may log its own before that).
+ */
+export async function jobHistory(queue: DeliveryQueue, job: DeliveryJob): Promise<AttemptRecord[]> {
+  const { logs } = await queue.getJobLogs(job.id!, 0, -1, true)
+  const first = firstAttemptPending(job) && job.data.firstAttempt ? [job.data.firstAttempt] : []
+  return [...first, ...parseAttemptLog(logs)].sort((a, b) => a.at.localeCompare(b.at))
+}
