@@ -87,7 +87,7 @@ t.test('SIGTERM stops accepting, lets the delivery in flight finish and exits 0'
     connection.disconnect()
   })
   // As the admin API shows it: the delivery in flight was fan-out's first attempt, now in the completion store.
-  const view = await getDelivery(connection, queue, new Completions(connection, 'persona-relay'), 'SLOW', id)
+  const view = await getDelivery(connection, queue, new Completions(connection, 'persona-relay', 86_400), 'SLOW', id)
   t.match(view, { state: 'completed', attemptsMade: 1 }, 'the delivery was completed before the process exited')
   t.equal(await connection.xlen('persona-relay:intake'), 0, 'its intake entry was acknowledged: nothing is left to take over')
   t.equal(relay.stderr(), '')

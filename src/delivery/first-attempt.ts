@@ -23,6 +23,8 @@ export interface FirstAttemptOptions {
 export interface RoutedEvent {
   data: DeliveryData
   subscribers: string[]
+  /** From the intake stream's entry; an entry older than layout 2 has none (its body has a key). */
+  body: string | undefined
 }
 
 /** First attempts that one batch of events may make; `take` reserves a subscriber's slot. */
@@ -35,6 +37,11 @@ const NOTHING: FirstAttemptBatch = { take: async () => undefined }
 
 /** How long fan-out waits for a busy subscriber's slot before queueing the delivery instead. */
 const SLOT_WAIT_MS = 100
+/**
+ * How long a pause flag read is trusted: pauses are rare and an attempt already under way when one
+ * comes goes on anyway, so a batch need not ask again every time.
+ */
+const PAUSE_FLAGS_FOR_MS = 250
 
 /**
  * The first step of every delivery: fan-out attempts it at once, while the subscriber is not paused
@@ -47,27 +54,42 @@ const SLOT_WAIT_MS = 100
 export class FirstAttempts {
   private readonly subscribers: ReadonlyMap<string, SubscriberConfig>
   private readonly congested = new Set<string>()
+  private pauseFlags: { running: Set<string>; readAt: number } | undefined
 
   constructor(private readonly options: FirstAttemptOptions) {
     this.subscribers = new Map(options.subscribers.map((subscriber) => [subscriber.name, subscriber]))
   }
 
-  /** Reads the bodies and pause flags the batch needs, in one round trip. */
+  /** A pause or resumption made here is seen by the next batch, not after the flags' time is up. */
+  forgetPauseFlags(): void {
+    this.pauseFlags = undefined
+  }
+
+  /** Reads what the batch needs and its entries lack (pause flags, older entries' bodies), in one round trip. */
   async batch(events: readonly RoutedEvent[]): Promise<FirstAttemptBatch> {
-    const { connection, queues, keys } = this.options
-    const open = [...new Set(events.flatMap((event) => event.subscribers))].filter((name) => this.options.slots.has(name))
+    const { connection, queues, keys, slots } = this.options
+    const open = [...new Set(events.flatMap((event) => event.subscribers))].filter((name) => slots.has(name))
     const wanted = events.filter((event) => event.subscribers.some((name) => open.includes(name)))
     if (wanted.length === 0) return NOTHING
-    const pipeline = connection.pipeline().mget(...wanted.map((event) => keys.body(event.data.eventId)))
-    for (const name of open) queuePausedFlag(pipeline, queues.get(name)!)
-    const [storedBodies, ...pausedFlags] = repliesOf(await pipeline.exec())
-    const bodies = new Map(wanted.map((event, index) => [event.data.eventId, (storedBodies as (string | null)[])[index]]))
-    const running = new Set(open.filter((_, index) => pausedFlags[index] === 0))
+    const older = wanted.filter((event) => event.body === undefined)
+    const flagsDue = !this.pauseFlags || Date.now() - this.pauseFlags.readAt >= PAUSE_FLAGS_FOR_MS
+    const pipeline = connection.pipeline()
+    if (older.length > 0) pipeline.mget(...older.map((event) => keys.body(event.data.eventId)))
+    if (flagsDue) for (const name of this.subscribers.keys()) queuePausedFlag(pipeline, queues.get(name)!)
+    const replies = pipeline.length > 0 ? repliesOf(await pipeline.exec()) : []
+    const keyed = new Map(older.map((event, index) => [event.data.eventId, (replies[0] as (string | null)[])[index] ?? undefined]))
+    if (flagsDue) {
+      const flags = replies.slice(older.length > 0 ? 1 : 0)
+      this.pauseFlags = { running: new Set([...this.subscribers.keys()].filter((_, index) => flags[index] === 0)), readAt: Date.now() }
+    }
+    const running = this.pauseFlags!.running
+    const bodies = new Map(wanted.map((event) => [event.data.eventId, event.body ?? keyed.get(event.data.eventId)]))
     return {
       take: async (name, data) => {
         const body = bodies.get(data.eventId)
         if (!body || !running.has(name) || !(await this.slotOf(name))) return undefined
-        return () => this.send(this.subscribers.get(name)!, data, body)
+        // An older entry's body has a key, which its deliveries hold (`pending`) until they have it.
+        return () => this.send(this.subscribers.get(name)!, data, body, keyed.has(data.eventId))
       }
     }
   }
@@ -90,12 +112,12 @@ export class FirstAttempts {
     return false
   }
 
-  private async send(subscriber: SubscriberConfig, data: DeliveryData, body: string): Promise<void> {
+  private async send(subscriber: SubscriberConfig, data: DeliveryData, body: string, heldBody: boolean): Promise<void> {
     const { outcomes, context } = this.options
     try {
       const report = await attempt(subscriber, data, body, 1, context)
-      if (report.verdict.kind === 'delivered') await outcomes.delivered(subscriber, data, [report.record])
-      else await outcomes.handedOver(subscriber, data, report)
+      if (report.verdict.kind === 'delivered') await outcomes.delivered(subscriber, data, [report.record], { heldBody })
+      else await outcomes.handedOver(subscriber, data, body, report)
     } finally {
       this.options.slots.get(subscriber.name)!.release()
     }

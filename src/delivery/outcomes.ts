@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
-import type { Completions } from '../store/completions.js'
+import type { Completion, Completions } from '../store/completions.js'
 import type { EventBodies } from '../store/event-bodies.js'
 import { repliesOf } from '../store/redis.js'
-import { transactionOf, type ScriptedRedis } from '../store/scripts.js'
+import { pipelineOf, type ScriptedRedis } from '../store/scripts.js'
 import { logAttempt } from './attempts.js'
 import type { DeliveryJob, DeliveryQueue } from './queue.js'
 import { countsTowardsBreaker } from './retry-policy.js'
@@ -23,6 +23,18 @@ export interface OutcomesOptions {
   log: FastifyBaseLogger
 }
 
+interface PendingCompletion extends Completion {
+  done: () => void
+  failed: (error: Error) => void
+}
+
+/**
+ * Completions that end within this long of each other share one pipeline: an event's deliveries
+ * to several subscribers, answered at once, then cost one write for the event and one index entry
+ * per subscriber, and a burst's deliveries one reset of each breaker.
+ */
+const COMPLETION_WINDOW_MS = 2
+
 /**
  * The one writer of what becomes of a delivery: delivered, queued, handed over after a failed
  * first attempt, a failed retry, a dead letter. Fan-out, the workers and the breaker's probe all
@@ -30,33 +42,48 @@ export interface OutcomesOptions {
  * (src/delivery/README.md has the state diagram).
  */
 export class Outcomes {
+  private completing: PendingCompletion[] = []
+
   constructor(private readonly options: OutcomesOptions) {}
 
   /**
-   * One transaction: the completion record (every attempt, this one last), the body released if
-   * this was the last subscriber to need it, and the breaker's count reset.
+   * The completion record (every attempt, this one last), the breaker's count reset, and for a
+   * delivery that held the body key, its release. Resolves once they are written.
    */
-  async delivered(subscriber: SubscriberConfig, data: DeliveryData, attempts: AttemptRecord[]): Promise<void> {
-    const { redis, bodies, completions, controls } = this.options
-    const transaction = transactionOf(redis)
-    bodies.queueRelease(transaction, data.eventId, subscriber.name)
-    controls.get(subscriber.name)!.queueReset(transaction)
-    completions.queueWrite(transaction, subscriber.name, {
+  delivered(subscriber: SubscriberConfig, data: DeliveryData, attempts: AttemptRecord[], { heldBody }: { heldBody: boolean }): Promise<void> {
+    const record = {
       eventId: data.eventId,
       eventName: data.eventName,
       queuedAt: data.receivedAt,
       finishedAt: new Date().toISOString(),
       maxAttempts: subscriber.maxAttempts,
       attempts
+    }
+    return new Promise((done, failed) => {
+      if (this.completing.length === 0) setTimeout(() => this.flushCompletions(), COMPLETION_WINDOW_MS)
+      this.completing.push({ subscriber: subscriber.name, record, heldBody, done, failed })
     })
-    repliesOf(await transaction.exec())
+  }
+
+  private flushCompletions(): void {
+    const batch = this.completing
+    this.completing = []
+    const { redis, completions, controls } = this.options
+    const pipeline = pipelineOf(redis)
+    completions.queueWrites(pipeline, batch)
+    for (const subscriber of new Set(batch.map((completion) => completion.subscriber))) controls.get(subscriber)!.queueReset(pipeline)
+    pipeline.exec().then(repliesOf).then(
+      () => { for (const { done } of batch) done() },
+      (error: Error) => { for (const { failed } of batch) failed(error) }
+    )
   }
 
   /** Deliveries that wait in their subscriber's queue for a first attempt (paused, or no free slot). */
-  async queued(subscriber: string, deliveries: readonly DeliveryData[]): Promise<void> {
-    const { queues, jobOptions } = this.options
+  async queued(subscriber: string, deliveries: readonly { data: DeliveryData; body: string }[]): Promise<void> {
+    const { queues, jobOptions, bodies } = this.options
     const options = jobOptions(subscriber)
-    await queues.get(subscriber)!.addBulk(deliveries.map((data) => ({ name: data.eventName, data, opts: { ...options, jobId: data.eventId } })))
+    await Promise.all(deliveries.map(({ data, body }) => bodies.hold(data.eventId, subscriber, body)))
+    await queues.get(subscriber)!.addBulk(deliveries.map(({ data }) => ({ name: data.eventName, data, opts: { ...options, jobId: data.eventId } })))
   }
 
   /**
@@ -64,9 +91,10 @@ export class Outcomes {
    * as the job's first (worker.ts), so that BullMQ counts it and schedules the retry, or
    * dead-letters it when it was a 410 or the only attempt allowed.
    */
-  async handedOver(subscriber: SubscriberConfig, data: DeliveryData, report: AttemptReport): Promise<void> {
-    const { queues, jobOptions, controls } = this.options
+  async handedOver(subscriber: SubscriberConfig, data: DeliveryData, body: string, report: AttemptReport): Promise<void> {
+    const { queues, jobOptions, controls, bodies } = this.options
     const retryAfterMs = report.verdict.kind === 'retry' ? report.verdict.retryAfterMs : undefined
+    await bodies.hold(data.eventId, subscriber.name, body)
     await queues.get(subscriber.name)!.add(
       data.eventName,
       { ...data, firstAttempt: report.record, ...(retryAfterMs !== undefined ? { firstRetryAfterMs: retryAfterMs } : {}) },

@@ -47,8 +47,8 @@ export const deliveryPlugin = fp<{ config: Config }>(
         // Reported once by the request path's connection (store/redis.ts); workers wait for Redis.
       })
     }
-    const bodies = new EventBodies(records, prefix)
-    const completions = new Completions(records, prefix)
+    const bodies = new EventBodies(records, prefix, config.dedupeTtlSeconds)
+    const completions = new Completions(records, prefix, Math.ceil(config.delivery.historyHours * 3600))
     const queues = new Map<string, DeliveryQueue>()
     const controls = new Map<string, SubscriberControl>()
     for (const subscriber of config.subscribers) {
@@ -102,15 +102,17 @@ export const deliveryPlugin = fp<{ config: Config }>(
       const abandonedAfterMs = Math.max(
         0, ...config.subscribers.map((subscriber) => Math.max(subscriber.lockDurationMs, subscriber.timeoutMs * 2))
       ) || ABANDONED_AFTER_MS
+      const firstAttempts = new FirstAttempts({
+        subscribers: config.subscribers, queues, slots, connection: records, keys: app.eventStore.keys, outcomes, context
+      })
+      for (const control of controls.values()) control.onChange(() => firstAttempts.forgetPauseFlags())
       fanout = new Fanout({
         connection: fanoutConnection,
         streamKey: app.eventStore.keys.intake,
         subscribers: new Set(queues.keys()),
         bodies,
         outcomes,
-        firstAttempts: new FirstAttempts({
-          subscribers: config.subscribers, queues, slots, connection: records, keys: app.eventStore.keys, outcomes, context
-        }),
+        firstAttempts,
         acknowledgeConnection: records,
         log: app.log,
         abandonedAfterMs

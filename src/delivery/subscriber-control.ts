@@ -40,6 +40,7 @@ export interface SubscriberControlOptions {
  */
 export class SubscriberControl {
   private readonly keys: ReturnType<ReturnType<typeof storeKeys>['subscriber']>
+  private readonly listeners: (() => void)[] = []
 
   constructor(private readonly options: SubscriberControlOptions) {
     this.keys = storeKeys(options.prefix).subscriber(options.subscriber.name)
@@ -47,6 +48,11 @@ export class SubscriberControl {
 
   get name(): string {
     return this.options.subscriber.name
+  }
+
+  /** Told of every pause and resumption made here (fan-out's cached pause flags, first-attempt.ts). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
   }
 
   async recordFailure(): Promise<void> {
@@ -67,6 +73,7 @@ export class SubscriberControl {
     if (reason === 'breaker' && (await queue.isPaused())) return
     await redis.hset(this.keys.pause, { reason, since: new Date().toISOString() })
     await queue.pause()
+    for (const listener of this.listeners) listener()
     const consecutiveFailures = Number(await redis.get(this.keys.failures)) || 0
     log.warn({ subscriber: this.name, reason, consecutiveFailures }, 'subscriber paused')
   }
@@ -75,6 +82,7 @@ export class SubscriberControl {
     const { redis, queue, log } = this.options
     await redis.del(this.keys.pause, this.keys.failures, this.keys.probeTurn)
     await queue.resume()
+    for (const listener of this.listeners) listener()
     log.info({ subscriber: this.name, by }, 'subscriber resumed')
   }
 

@@ -50,7 +50,7 @@ async function attemptJob(options: RetryWorkerOptions, job: DeliveryJob, probe: 
   const attemptNumber = attemptsMade(job) + 1
   const report = await attempt(subscriber, job.data, lookup.body, attemptNumber, options, probe)
   if (report.verdict.kind === 'delivered') {
-    await outcomes.delivered(subscriber, job.data, [...(await jobHistory(queue, job)), report.record])
+    await outcomes.delivered(subscriber, job.data, [...(await jobHistory(queue, job)), report.record], { heldBody: true })
     return { step: 'delivered' }
   }
   await outcomes.failedAttempt(subscriber, job, report)

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { AttemptRecord } from '../delivery/types.js'
 import { storeKeys, type StoreKeys } from './keys.js'
+import { repliesOf } from './redis.js'
 import type { ScriptedTransaction } from './scripts.js'
 
 /** A completed delivery: however it was delivered (first attempt, retry or probe), it is kept here. */
@@ -15,11 +16,19 @@ export interface CompletedRecord {
   attempts: AttemptRecord[]
 }
 
-/** Records written before one store held every completion had only the delivering attempt. */
-type StoredRecord = CompletedRecord | (Omit<CompletedRecord, 'attempts'> & { attempt: AttemptRecord })
+/** One completion to write: whose, and whether its delivery held the event's body key. */
+export interface Completion {
+  subscriber: string
+  record: CompletedRecord
+  /** Held the body key (a queued delivery, or one of an event older than layout 2): it lets go of it. */
+  heldBody: boolean
+}
 
-function fromStored(raw: string): CompletedRecord {
-  const stored = JSON.parse(raw) as StoredRecord
+/** Records written before completions moved onto the event's record had only the delivering attempt. */
+type LegacyRecord = Omit<CompletedRecord, 'attempts'> & { attempt: AttemptRecord }
+
+function parsed(raw: string): CompletedRecord {
+  const stored = JSON.parse(raw) as CompletedRecord | LegacyRecord
   if ('attempts' in stored) return stored
   const { attempt, ...rest } = stored
   return { ...rest, attempts: [attempt] }
@@ -28,26 +37,52 @@ function fromStored(raw: string): CompletedRecord {
 const SWEEP_BATCH = 1000
 
 /**
- * The one store of completed deliveries, per subscriber: a sorted set of event ids by finish time
- * (for newest-first listing and the retention sweep) and a hash of their records, kept for
- * DELIVERY_HISTORY_HOURS. delivery/outcomes.ts is its only writer; the retention sweep trims it.
+ * The one store of completed deliveries. A completion is a field of its event's record
+ * (`d:<subscriber>`), where a crash-recovered fan-out and a retry also look to see that the
+ * subscriber has the event; a sorted set per subscriber lists them by finish time for the admin
+ * API and the retention sweep (DELIVERY_HISTORY_HOURS). delivery/outcomes.ts is its only writer;
+ * the sweep trims it. Completions written before this layout (`delivered:<subscriber>:records`)
+ * are still read until they age out.
  */
 export class Completions {
   private readonly keys: StoreKeys
 
-  constructor(private readonly redis: Redis, prefix: string) {
+  constructor(private readonly redis: Redis, prefix: string, private readonly recordTtlSeconds: number) {
     this.keys = storeKeys(prefix)
   }
 
-  /** Queues the writes on the caller's transaction, which releases the body in the same step. */
-  queueWrite(transaction: ScriptedTransaction, subscriber: string, record: CompletedRecord): void {
-    const { byTime, records } = this.keys.completed(subscriber)
-    transaction.zadd(byTime, Date.parse(record.finishedAt), record.eventId).hset(records, record.eventId, JSON.stringify(record))
+  /**
+   * Queues a batch of completions on the caller's pipeline: one write per event (its completion
+   * fields), one index entry per subscriber, and for a delivery that held the body key, its release
+   * in the same script as its completion (scripts/complete-held-2.lua).
+   */
+  queueWrites(pipeline: ScriptedTransaction, completions: readonly Completion[]): void {
+    const fieldsByEvent = new Map<string, string[]>()
+    const indexBySubscriber = new Map<string, (string | number)[]>()
+    for (const { subscriber, record, heldBody } of completions) {
+      const json = JSON.stringify(record)
+      if (heldBody) {
+        pipeline.completeHeld(this.keys.event(record.eventId), this.keys.body(record.eventId), subscriber, json, this.recordTtlSeconds)
+      } else {
+        const fields = fieldsByEvent.get(record.eventId) ?? []
+        fields.push(`d:${subscriber}`, json)
+        fieldsByEvent.set(record.eventId, fields)
+      }
+      const index = indexBySubscriber.get(subscriber) ?? []
+      index.push(Date.parse(record.finishedAt), record.eventId)
+      indexBySubscriber.set(subscriber, index)
+    }
+    for (const [eventId, fields] of fieldsByEvent) pipeline.hset(this.keys.event(eventId), ...fields)
+    for (const [subscriber, index] of indexBySubscriber) pipeline.zadd(this.keys.completed(subscriber).byTime, ...index)
   }
 
   async get(subscriber: string, eventId: string): Promise<CompletedRecord | undefined> {
-    const raw = await this.redis.hget(this.keys.completed(subscriber).records, eventId)
-    return raw ? fromStored(raw) : undefined
+    const [current, legacy] = await Promise.all([
+      this.redis.hget(this.keys.event(eventId), `d:${subscriber}`),
+      this.redis.hget(this.keys.completed(subscriber).records, eventId)
+    ])
+    const raw = current ?? legacy
+    return raw ? parsed(raw) : undefined
   }
 
   /** The `count` most recently finished, newest first. */
@@ -55,22 +90,31 @@ export class Completions {
     const { byTime, records } = this.keys.completed(subscriber)
     const ids = await this.redis.zrevrange(byTime, 0, count - 1)
     if (ids.length === 0) return []
-    const raws = await this.redis.hmget(records, ...ids)
-    return raws.flatMap((raw) => (raw ? [fromStored(raw)] : []))
+    const pipeline = this.redis.pipeline()
+    for (const id of ids) pipeline.hget(this.keys.event(id), `d:${subscriber}`)
+    pipeline.hmget(records, ...ids)
+    const replies = repliesOf(await pipeline.exec())
+    const legacy = replies.pop() as (string | null)[]
+    return (replies as (string | null)[]).flatMap((raw, index) => {
+      const found = raw ?? legacy[index]
+      return found ? [parsed(found)] : []
+    })
   }
 
   async count(subscriber: string): Promise<number> {
     return await this.redis.zcard(this.keys.completed(subscriber).byTime)
   }
 
-  /** Removes the records that finished before `cutoffMs`; returns how many. */
+  /** Removes the completions that finished before `cutoffMs`; returns how many. */
   async sweep(subscriber: string, cutoffMs: number): Promise<number> {
     const { byTime, records } = this.keys.completed(subscriber)
     let removed = 0
     for (;;) {
       const ids = await this.redis.zrangebyscore(byTime, '-inf', `(${cutoffMs}`, 'LIMIT', 0, SWEEP_BATCH)
       if (ids.length === 0) return removed
-      await this.redis.multi().zrem(byTime, ...ids).hdel(records, ...ids).exec()
+      const pipeline = this.redis.pipeline()
+      for (const id of ids) pipeline.hdel(this.keys.event(id), `d:${subscriber}`)
+      repliesOf(await pipeline.zrem(byTime, ...ids).hdel(records, ...ids).exec())
       removed += ids.length
     }
   }

@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis'
 import { storeKeys, type StoreKeys } from './keys.js'
 import { repliesOf } from './redis.js'
-import { withScripts, type ScriptedRedis, type ScriptedTransaction } from './scripts.js'
+import { withScripts, type ScriptedRedis } from './scripts.js'
 
-/** What a delivery finds when it comes for the body. */
+/** What a queued delivery finds when it comes for the body. */
 export type BodyLookup =
   | { kind: 'body'; body: string }
   /** This subscriber has it already (an attempt whose completion was cut off by a crash). */
@@ -11,16 +11,25 @@ export type BodyLookup =
   /** Neither the body nor a record of it: kept past its retention, it is gone. */
   | { kind: 'expired' }
 
+/** An event of the intake stream and the subscribers it was routed to. */
+export interface RoutedIds {
+  eventId: string
+  subscribers: readonly string[]
+}
+
 /**
- * The delivery side of the event body: one copy per event, shared by its deliveries, deleted once
- * the last routed subscriber has it. Persona bodies are personal data; a body no one needs any more
- * does not wait for a retention sweep.
+ * The body of an event, for the deliveries that wait in a queue. A first attempt takes the body
+ * from the intake stream's entry; a delivery handed to its queue keeps it in a key of its own,
+ * shared by every queued delivery of the event and deleted when the last of them has it
+ * (`pending` on the event's record lists them). Persona bodies are personal data: a body no one
+ * needs any more does not wait for a retention sweep.
  */
 export class EventBodies {
   private readonly keys: StoreKeys
   private readonly redis: ScriptedRedis
 
-  constructor(redis: Redis, prefix: string) {
+  /** `recordTtlSeconds` bounds a body whose record has expired (DEDUPE_TTL_SECONDS). */
+  constructor(redis: Redis, prefix: string, private readonly recordTtlSeconds: number) {
     this.keys = storeKeys(prefix)
     this.redis = withScripts(redis)
   }
@@ -31,28 +40,33 @@ export class EventBodies {
     return kind === 2 ? { kind: 'settled' } : { kind: 'expired' }
   }
 
-  /** The subscriber has the event, or will never be sent it: it no longer holds the body. */
+  /** A delivery joins its queue: the body is kept for it (`body` '' when the key exists already). */
+  async hold(eventId: string, subscriber: string, body: string): Promise<void> {
+    await this.redis.holdBody(this.keys.event(eventId), this.keys.body(eventId), subscriber, body, this.recordTtlSeconds)
+  }
+
+  /** The subscriber no longer holds the body: never to be sent it, or a dead letter removed. */
   async release(eventId: string, subscriber: string): Promise<void> {
     await this.redis.releaseBody(this.keys.event(eventId), this.keys.body(eventId), subscriber)
   }
 
-  /** The same release, as one step of the caller's transaction (the completion of a delivery). */
-  queueRelease(transaction: ScriptedTransaction, eventId: string, subscriber: string): void {
-    transaction.releaseBody(this.keys.event(eventId), this.keys.body(eventId), subscriber)
-  }
-
   /**
-   * The subscribers that do not have each event yet, in one round trip; undefined where the event's
-   * record is gone (expired), which says nothing either way.
+   * The routed subscribers that do not have each event yet, in one round trip; undefined where the
+   * event's record is gone (expired), which says nothing either way. A subscriber has it once its
+   * completion is on the record; on a record older than layout 2, once `pending` no longer names it.
    */
-  async pending(eventIds: readonly string[]): Promise<(string[] | undefined)[]> {
-    if (eventIds.length === 0) return []
+  async undelivered(events: readonly RoutedIds[]): Promise<(string[] | undefined)[]> {
+    if (events.length === 0) return []
     const pipeline = this.redis.pipeline()
-    for (const eventId of eventIds) pipeline.hmget(this.keys.event(eventId), 'name', 'pending')
-    return repliesOf(await pipeline.exec()).map((reply) => {
-      const [name, pending] = reply as [string | null, string | null]
+    for (const { eventId, subscribers } of events) {
+      pipeline.hmget(this.keys.event(eventId), 'name', 'v', 'pending', ...subscribers.map((subscriber) => `d:${subscriber}`))
+    }
+    return repliesOf(await pipeline.exec()).map((reply, index) => {
+      const [name, layout, pending, ...completions] = reply as (string | null)[]
       if (name === null) return undefined
-      return pending ? pending.split(',') : []
+      const { subscribers } = events[index]!
+      if (layout !== '2') return pending ? pending.split(',').filter((subscriber) => subscribers.includes(subscriber)) : []
+      return subscribers.filter((_, position) => completions[position] === null)
     })
   }
 

@@ -23,11 +23,11 @@ interface PendingRecord {
 
 /**
  * Records the event id and queues the event for fan-out in one atomic script
- * (scripts/record-event-3.lua), so there is no moment where the id is known but the event is not
+ * (scripts/record-event-2.lua), so there is no moment where the id is known but the event is not
  * yet safely stored: a concurrent or later copy either finds nothing (and records it itself) or
- * finds it already queued. The body is stored once, beside the record, for every delivery to
- * share; `pending` lists the subscribers that still need it (event-bodies.ts). An event no
- * subscriber wants keeps no body.
+ * finds it already queued. The body travels once, in the intake stream's entry, for every
+ * delivery to share; a delivery that waits in a queue keeps it in a key of its own
+ * (event-bodies.ts). An event no subscriber wants keeps no body.
  */
 export class EventStore {
   readonly keys: StoreKeys
@@ -48,7 +48,6 @@ export class EventStore {
     const args = [
       this.keys.event(event.id),
       this.keys.intake,
-      this.keys.body(event.id),
       event.id,
       event.name,
       event.createdAt,

@@ -6,9 +6,11 @@ import type { ChainableCommander, Redis } from 'ioredis'
  * it takes (BullMQ's habit); they are read once and defined on a connection by `withScripts`.
  */
 const SCRIPTS = {
-  recordEvent: 'record-event-3',
+  recordEvent: 'record-event-2',
   lookupBody: 'lookup-body-2',
-  releaseBody: 'release-body-2'
+  holdBody: 'hold-body-2',
+  releaseBody: 'release-body-2',
+  completeHeld: 'complete-held-2'
 } as const
 
 type ScriptName = keyof typeof SCRIPTS
@@ -34,16 +36,13 @@ type ScriptArgument = string | number
 export interface ScriptedTransaction extends ChainableCommander {
   recordEvent(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
   lookupBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
+  holdBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
   releaseBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
+  completeHeld(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
 }
 
 /** A connection with every script defined: each is a command, keys first, then arguments, as in the files. */
 export type ScriptedRedis = Redis & { [Name in ScriptName]: (...keysThenArgs: ScriptArgument[]) => Promise<unknown> }
-
-/** A transaction (MULTI) of a scripted connection. */
-export function transactionOf(redis: ScriptedRedis): ScriptedTransaction {
-  return redis.multi() as ScriptedTransaction
-}
 
 /** A pipeline of a scripted connection. */
 export function pipelineOf(redis: ScriptedRedis): ScriptedTransaction {

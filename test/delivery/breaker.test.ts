@@ -1,8 +1,7 @@
 import t from 'tap'
-import { EventBodies } from '../../src/store/event-bodies.js'
 import type { App } from '../../src/app.js'
 import { personaEvent, startRelay, uniqueEventId, type LogCapture } from '../helpers/app.js'
-import { history, postEvent, storedBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
+import { history, postEvent, storedBody, completedBehindTheJob, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { startSubscriber, type ReceivedRequest } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
@@ -164,9 +163,8 @@ t.test('a probe that finds a delivery already made (its job cut off before it we
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
   await waitUntil('the delivery to wait', () => queue.getJob(id))
-  // As an instance leaves it that delivered it (the body released with its completion) and stopped
-  // before it removed the job and resumed the queue.
-  await new EventBodies(app.redis, config.redis.prefix).release(id, 'CRM')
+  // As an instance leaves it that delivered it and stopped before its job completed.
+  await completedBehindTheJob(app, 'CRM', id)
   await app.redis.hset(`${config.redis.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
 
   await waitUntil('the probe to remove the job', async () => (await queue.getJob(id)) === undefined)

@@ -68,7 +68,7 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
   t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
   const records = withScripts(new Redis(redis.url, { maxRetriesPerRequest: null }))
-  const bodies = new EventBodies(records, 'persona-relay')
+  const bodies = new EventBodies(records, 'persona-relay', 3600)
   const { queues, controls, completions } = app.delivery
   const outcomes = new Outcomes({
     redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, log: app.log

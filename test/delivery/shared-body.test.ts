@@ -1,8 +1,7 @@
 import t from 'tap'
-import { EventBodies } from '../../src/store/event-bodies.js'
 import { EXPIRED_REASON } from '../../src/delivery/worker.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
-import { postEvent, storedBody, waitForDelivery, waitForJob } from '../helpers/delivery.js'
+import { postEvent, storedBody, completedBehindTheJob, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { ADMIN_TOKEN, eventView } from '../helpers/admin.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -34,14 +33,14 @@ t.test('the body is stored once and removed when the last routed subscriber has 
 t.test('a delivery already delivered by an attempt cut off before its job completed is completed unsent', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
-  const { app, config } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
   const queue = app.delivery.queues.get('CRM')!
   await queue.pause()
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
   await waitForJob(app, 'CRM', id, 'waiting')
-  // What an instance that sent it, released the body and died before completing the job leaves.
-  await new EventBodies(app.redis, config.redis.prefix).release(id, 'CRM')
+  // As an instance leaves it that delivered it and stopped before its job completed.
+  await completedBehindTheJob(app, 'CRM', id)
   await queue.resume()
   await waitUntil('the job to complete and go', async () => (await queue.getJob(id)) === undefined)
   t.equal(subscriber.received.length, 0, 'not sent a second time')

@@ -2,6 +2,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { App } from '../../src/app.js'
 import { getDelivery } from '../../src/delivery/deliveries.js'
+import { Completions } from '../../src/store/completions.js'
+import { pipelineOf, withScripts } from '../../src/store/scripts.js'
 import type { AttemptRecord, DeliveryView } from '../../src/delivery/types.js'
 import { signedHeaders, type LogCapture } from './app.js'
 import { FIXTURE, FIXTURE_ID } from './fixtures.js'
@@ -86,4 +88,21 @@ export async function closeServer(server: Server): Promise<void> {
   server.closeAllConnections()
   server.close()
   await once(server, 'close')
+}
+
+/**
+ * What an instance that delivered a queued delivery and died before its job completed leaves: the
+ * completion written as the relay writes it (the body released with it), the job still there.
+ */
+export async function completedBehindTheJob(app: App, subscriber: string, eventId: string): Promise<void> {
+  const prefix = app.eventStore.keys.intake.replace(/:intake$/, '')
+  const records = withScripts(app.redis)
+  const pipeline = pipelineOf(records)
+  const finishedAt = new Date().toISOString()
+  new Completions(app.redis, prefix, 86_400).queueWrites(pipeline, [{
+    subscriber,
+    heldBody: true,
+    record: { eventId, eventName: 'inquiry.approved', queuedAt: finishedAt, finishedAt, maxAttempts: 1, attempts: [] }
+  }])
+  await pipeline.exec()
 }

@@ -62,18 +62,16 @@ t.test('EventStore.record on a real Redis', async (t) => {
     t.equal(await store.record(incoming()), 'recorded', 'another id is new')
   })
 
-  t.test('keeps the id, and the body for its deliveries, for dedupeTtlSeconds', async (t) => {
+  t.test('keeps the id for dedupeTtlSeconds', async (t) => {
     const event = incoming()
     await store.record(event)
     const ttl = await client.ttl(`persona-relay:event:${event.id}`)
     t.ok(ttl > 7 * DAY - 10 && ttl <= 7 * DAY, `TTL ${ttl}`)
-    const bodyTtl = await client.ttl(`persona-relay:body:${event.id}`)
-    t.ok(bodyTtl > 7 * DAY - 10 && bodyTtl <= 7 * DAY, `body TTL ${bodyTtl}`)
     await store.record(event)
     t.ok(await client.ttl(`persona-relay:event:${event.id}`) <= ttl, 'a duplicate does not extend the window')
   })
 
-  t.test('queues one stream entry with the metadata, and stores the exact body once beside it', async (t) => {
+  t.test('queues one stream entry with the metadata and the exact body, and no body key', async (t) => {
     const before = await client.xlen('persona-relay:intake')
     const id = uniqueEventId()
     const body = `{"data":{"type":"event","id":"${id}","attributes":{"name":"inquiry.approved","note":"Zoë 🚀 \\u0000\\n",  "spaced" : [ 1 ,2 ]}}}\n`
@@ -89,12 +87,13 @@ t.test('EventStore.record on a real Redis', async (t) => {
       createdAt: '2026-03-02T14:05:11.482Z',
       receivedAt: '2026-03-02T14:05:12.001Z',
       subscribers: 'crm,audit',
-      source: 'backfill'
-    })
-    t.equal(await client.get(`persona-relay:body:${id}`), body, 'body byte for byte')
+      source: 'backfill',
+      body
+    }, 'the body byte for byte')
+    t.equal(await client.exists(`persona-relay:body:${id}`), 0, 'a body key is made only for a delivery that waits in a queue')
   })
 
-  t.test('keeps only metadata, never the body, in the de-duplication record; every subscriber is pending', async (t) => {
+  t.test('keeps only metadata, never the body, in the de-duplication record, marked as layout 2', async (t) => {
     const event = incoming()
     const receivedAt = new Date('2026-03-02T14:05:12.001Z')
     await store.record(event, receivedAt)
@@ -104,8 +103,8 @@ t.test('EventStore.record on a real Redis', async (t) => {
       createdAt: '2026-03-02T14:05:11.482Z',
       receivedAt: '2026-03-02T14:05:12.001Z',
       subscribers: 'crm,audit',
-      pending: 'crm,audit',
-      source: 'webhook'
+      source: 'webhook',
+      v: '2'
     }, 'the first copy is what stays recorded')
   })
 
@@ -200,10 +199,8 @@ t.test('every key lives under the configured prefix', async (t) => {
   t.equal(await tenantA.record(event), 'recorded')
   t.equal(await tenantB.record(event), 'recorded', 'prefixes do not share de-duplication')
   t.same((await client.keys('*')).sort(), [
-    `tenant-a.relay_1:body:${event.id}`,
     `tenant-a.relay_1:event:${event.id}`,
     'tenant-a.relay_1:intake',
-    `tenant-b:body:${event.id}`,
     `tenant-b:event:${event.id}`,
     'tenant-b:intake'
   ])
