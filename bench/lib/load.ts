@@ -46,7 +46,11 @@ export async function blast(baseUrl: string, bound: { seconds: number } | { amou
   return summarize(result, (performance.now() - started) / 1000)
 }
 
-export interface PacedResult { sent: number; ok: number; failed: number; seconds: number; maxInFlight: number; lastSentAt: number }
+export interface PacedResult {
+  sent: number; ok: number; failed: number; seconds: number; maxInFlight: number; lastSentAt: number
+  /** Time to the relay's answer (what Persona waits for), in ms. */
+  answerP50: number | null; answerP99: number | null
+}
 
 /**
  * Sends events at a fixed rate (not closed-loop like autocannon), each stamped with its send time
@@ -64,6 +68,7 @@ export async function paced(baseUrl: string, rate: number, seconds: number): Pro
   let maxInFlight = 0
   let lastSentAt = started
   const pending = new Set<Promise<void>>()
+  const answers: number[] = []
   while (sent < total) {
     const due = Math.min(total, Math.floor(((nowMs() - started) / 1000) * rate))
     while (sent < due && inFlight < 2000) {
@@ -71,10 +76,12 @@ export async function paced(baseUrl: string, rate: number, seconds: number): Pro
       inFlight += 1
       maxInFlight = Math.max(maxInFlight, inFlight)
       lastSentAt = nowMs()
-      const { body, headers } = signedRequest({ sentAt: lastSentAt })
+      const sentAt = lastSentAt
+      const { body, headers } = signedRequest({ sentAt })
       const request: Promise<void> = pool.request({ method: 'POST', path: WEBHOOK_PATH, headers, body })
         .then(async (response) => {
           await response.body.dump()
+          answers.push(nowMs() - sentAt)
           if (response.statusCode === 200) ok += 1
           else failed += 1
         }, () => { failed += 1 })
@@ -85,5 +92,7 @@ export async function paced(baseUrl: string, rate: number, seconds: number): Pro
   }
   await Promise.all(pending)
   await pool.close()
-  return { sent, ok, failed, seconds: (lastSentAt - started) / 1000, maxInFlight, lastSentAt }
+  answers.sort((a, b) => a - b)
+  const percentile = (p: number) => (answers.length > 0 ? answers[Math.min(answers.length - 1, Math.floor(p * answers.length))]! : null)
+  return { sent, ok, failed, seconds: (lastSentAt - started) / 1000, maxInFlight, lastSentAt, answerP50: percentile(0.5), answerP99: percentile(0.99) }
 }

@@ -67,7 +67,8 @@ async function backlog(subscribers: Subscribers, sent: number) {
 export interface ShapeResult {
   shape: Shape
   intake: LoadResult
-  throughput: { accepted: number; seconds: number; perSecond: number; complete: boolean }
+  /** `duringBurst`: events that had reached all three subscribers when the closed-loop burst ended. */
+  throughput: { accepted: number; seconds: number; perSecond: number; complete: boolean; duringBurst: number }
   verify?: { rate: number; sent: number; backlogAtEnd: number; drainedWithinMs: number | null; p50: number | null; p99: number | null; max: number | null; aofRewrites: number }
   latency: { rate: number; sender: PacedResult; count: number; p50: number | null; p99: number | null; max: number | null; complete: boolean; aofRewrites: number }
   rssMaxBytes: Record<string, number>
@@ -90,13 +91,16 @@ async function aofRewriteCounter(client: Redis) {
   }
 }
 
-async function startShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers): Promise<Relay[]> {
-  if (shape === 'all') return [await startRelay(relayEnv(redis, subscribers, 'all'))]
-  return [await startRelay(relayEnv(redis, subscribers, 'intake')), await startRelay(relayEnv(redis, subscribers, 'worker'))]
+async function startShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers, root: string): Promise<Relay[]> {
+  if (shape === 'all') return [await startRelay(relayEnv(redis, subscribers, 'all'), [], root)]
+  return [await startRelay(relayEnv(redis, subscribers, 'intake'), [], root), await startRelay(relayEnv(redis, subscribers, 'worker'), [], root)]
 }
 
-export async function measureShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers, settings: Settings, log: (text: string) => void): Promise<ShapeResult> {
-  const relays = await startShape(shape, redis, subscribers)
+/** The bench's phases against relays built in `root` (another checkout, for a side-by-side run). */
+export async function measureShape(
+  shape: Shape, redis: BenchRedis, subscribers: Subscribers, settings: Settings, log: (text: string) => void, root = ROOT
+): Promise<ShapeResult> {
+  const relays = await startShape(shape, redis, subscribers, root)
   const intakeUrl = relays[0]!.baseUrl
   const names = shape === 'all' ? ['relay (ROLE=all)'] : ['relay (ROLE=intake)', 'relay (ROLE=worker)']
   const sampler = rssSampler(relays.map((relay) => relay.pid))
@@ -109,9 +113,10 @@ export async function measureShape(shape: Shape, redis: BenchRedis, subscribers:
     log(`  ${shape}: intake ${settings.intakeSeconds}s at 50 connections`)
     const started = nowMs()
     const intake = await blast(intakeUrl, { seconds: settings.intakeSeconds })
+    const duringBurst = await deliveredToAll(subscribers)
     const drained = await drain(subscribers, intake.ok, settings.drainDeadlineMs)
     const seconds = ((drained.complete && drained.lastAt > 0 ? drained.lastAt : nowMs()) - started) / 1000
-    const throughput = { accepted: intake.ok, seconds, perSecond: drained.delivered / seconds, complete: drained.complete }
+    const throughput = { accepted: intake.ok, seconds, perSecond: drained.delivered / seconds, complete: drained.complete, duringBurst }
     log(`  ${shape}: intake ${intake.rps.toFixed(0)} req/s, end-to-end ${throughput.perSecond.toFixed(0)} events/s`)
 
     let verify: ShapeResult['verify']

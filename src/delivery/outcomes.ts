@@ -70,7 +70,7 @@ export class Outcomes {
     this.completing = []
     const { redis, completions, controls } = this.options
     const pipeline = pipelineOf(redis)
-    completions.queueWrites(pipeline, batch)
+    completions.queueWrites(pipeline, batch, this.options.bodies)
     for (const subscriber of new Set(batch.map((completion) => completion.subscriber))) controls.get(subscriber)!.queueReset(pipeline)
     pipeline.exec().then(repliesOf).then(
       () => { for (const { done } of batch) done() },

@@ -66,7 +66,8 @@ export async function sendDelivery(
     // The status decides the outcome: a subscriber slow to finish its answer has still taken the event.
     clearTimeout(timer)
   }
-  const responseExcerpt = await readExcerpt(response.body)
+  // Most subscribers answer with no body at all: nothing to wait for or excerpt.
+  const responseExcerpt = response.headers['content-length'] === '0' ? (response.body.resume(), '') : await readExcerpt(response.body)
   const ok = response.statusCode >= 200 && response.statusCode < 300
   const retryAfter = response.headers['retry-after']
   return {

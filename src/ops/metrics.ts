@@ -130,9 +130,27 @@ export class RelayMetrics {
     this.intakeDuration.observe(seconds)
   }
 
+  // Label sets bound once: prom-client hashes the labels of every unbound call, three per delivery.
+  private readonly bound = new Map<string, { attempts: Map<string, { inc(): void }>; duration: { observe(value: number): void }; endToEnd: { observe(value: number): void } }>()
+
+  private boundTo(subscriber: string) {
+    let series = this.bound.get(subscriber)
+    if (!series) {
+      series = { attempts: new Map(), duration: this.attemptDuration.labels({ subscriber }), endToEnd: this.endToEnd.labels({ subscriber }) }
+      this.bound.set(subscriber, series)
+    }
+    return series
+  }
+
   attempt(subscriber: string, outcome: AttemptMetricOutcome, seconds: number): void {
-    this.attemptsTotal.inc({ subscriber, outcome })
-    this.attemptDuration.observe({ subscriber }, seconds)
+    const series = this.boundTo(subscriber)
+    let attempts = series.attempts.get(outcome)
+    if (!attempts) {
+      attempts = this.attemptsTotal.labels({ subscriber, outcome })
+      series.attempts.set(outcome, attempts)
+    }
+    attempts.inc()
+    series.duration.observe(seconds)
   }
 
   backfillEvents(outcome: BackfillEventOutcome, count = 1): void {
@@ -145,7 +163,7 @@ export class RelayMetrics {
 
   delivered(subscriber: string, receivedAt: string): void {
     const received = Date.parse(receivedAt)
-    if (!Number.isNaN(received)) this.endToEnd.observe({ subscriber }, Math.max(Date.now() - received, 0) / 1000)
+    if (!Number.isNaN(received)) this.boundTo(subscriber).endToEnd.observe(Math.max(Date.now() - received, 0) / 1000)
   }
 }
 

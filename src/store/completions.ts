@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import type { AttemptRecord } from '../delivery/types.js'
 import { storeKeys, type StoreKeys } from './keys.js'
 import { repliesOf } from './redis.js'
+import type { EventBodies } from './event-bodies.js'
 import type { ScriptedTransaction } from './scripts.js'
 
 /** A completed delivery: however it was delivered (first attempt, retry or probe), it is kept here. */
@@ -47,32 +48,34 @@ const SWEEP_BATCH = 1000
 export class Completions {
   private readonly keys: StoreKeys
 
-  constructor(private readonly redis: Redis, prefix: string, private readonly recordTtlSeconds: number) {
+  constructor(private readonly redis: Redis, prefix: string, private readonly historySeconds: number) {
     this.keys = storeKeys(prefix)
   }
 
   /**
    * Queues a batch of completions on the caller's pipeline: one write per event (its completion
-   * fields), one index entry per subscriber, and for a delivery that held the body key, its release
-   * in the same script as its completion (scripts/complete-held-2.lua).
+   * fields), one index entry per subscriber, and for a delivery that held the body key, its
+   * release. Its record then may be gone (a replayed dead letter can outlive it): written anew, it
+   * lasts as long as the history.
    */
-  queueWrites(pipeline: ScriptedTransaction, completions: readonly Completion[]): void {
+  queueWrites(pipeline: ScriptedTransaction, completions: readonly Completion[], bodies: EventBodies): void {
     const fieldsByEvent = new Map<string, string[]>()
     const indexBySubscriber = new Map<string, (string | number)[]>()
-    for (const { subscriber, record, heldBody } of completions) {
-      const json = JSON.stringify(record)
-      if (heldBody) {
-        pipeline.completeHeld(this.keys.event(record.eventId), this.keys.body(record.eventId), subscriber, json, this.recordTtlSeconds)
-      } else {
-        const fields = fieldsByEvent.get(record.eventId) ?? []
-        fields.push(`d:${subscriber}`, json)
-        fieldsByEvent.set(record.eventId, fields)
-      }
+    for (const { subscriber, record } of completions) {
+      const fields = fieldsByEvent.get(record.eventId) ?? []
+      fields.push(`d:${subscriber}`, JSON.stringify(record))
+      fieldsByEvent.set(record.eventId, fields)
       const index = indexBySubscriber.get(subscriber) ?? []
       index.push(Date.parse(record.finishedAt), record.eventId)
       indexBySubscriber.set(subscriber, index)
     }
+    // The completion first: a body released before it would make the delivery look expired.
     for (const [eventId, fields] of fieldsByEvent) pipeline.hset(this.keys.event(eventId), ...fields)
+    for (const { subscriber, record, heldBody } of completions) {
+      if (!heldBody) continue
+      pipeline.expire(this.keys.event(record.eventId), this.historySeconds, 'NX')
+      bodies.queueRelease(pipeline, record.eventId, subscriber)
+    }
     for (const [subscriber, index] of indexBySubscriber) pipeline.zadd(this.keys.completed(subscriber).byTime, ...index)
   }
 

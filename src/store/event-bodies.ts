@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import { storeKeys, type StoreKeys } from './keys.js'
 import { repliesOf } from './redis.js'
-import { withScripts, type ScriptedRedis } from './scripts.js'
+import { withScripts, type ScriptedRedis, type ScriptedTransaction } from './scripts.js'
 
 /** What a queued delivery finds when it comes for the body. */
 export type BodyLookup =
@@ -43,6 +43,11 @@ export class EventBodies {
   /** A delivery joins its queue: the body is kept for it (`body` '' when the key exists already). */
   async hold(eventId: string, subscriber: string, body: string): Promise<void> {
     await this.redis.holdBody(this.keys.event(eventId), this.keys.body(eventId), subscriber, body, this.recordTtlSeconds)
+  }
+
+  /** The same release, as one step of the caller's pipeline (a delivery's completion, store/completions.ts). */
+  queueRelease(pipeline: ScriptedTransaction, eventId: string, subscriber: string): void {
+    pipeline.releaseBody(this.keys.event(eventId), this.keys.body(eventId), subscriber)
   }
 
   /** The subscriber no longer holds the body: never to be sent it, or a dead letter removed. */

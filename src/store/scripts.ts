@@ -9,8 +9,7 @@ const SCRIPTS = {
   recordEvent: 'record-event-2',
   lookupBody: 'lookup-body-2',
   holdBody: 'hold-body-2',
-  releaseBody: 'release-body-2',
-  completeHeld: 'complete-held-2'
+  releaseBody: 'release-body-2'
 } as const
 
 type ScriptName = keyof typeof SCRIPTS
@@ -38,7 +37,6 @@ export interface ScriptedTransaction extends ChainableCommander {
   lookupBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
   holdBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
   releaseBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
-  completeHeld(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
 }
 
 /** A connection with every script defined: each is a command, keys first, then arguments, as in the files. */

@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import type { App } from '../../src/app.js'
 import { getDelivery } from '../../src/delivery/deliveries.js'
 import { Completions } from '../../src/store/completions.js'
+import { EventBodies } from '../../src/store/event-bodies.js'
 import { pipelineOf, withScripts } from '../../src/store/scripts.js'
 import type { AttemptRecord, DeliveryView } from '../../src/delivery/types.js'
 import { signedHeaders, type LogCapture } from './app.js'
@@ -103,6 +104,6 @@ export async function completedBehindTheJob(app: App, subscriber: string, eventI
     subscriber,
     heldBody: true,
     record: { eventId, eventName: 'inquiry.approved', queuedAt: finishedAt, finishedAt, maxAttempts: 1, attempts: [] }
-  }])
+  }], new EventBodies(app.redis, prefix, 86_400))
   await pipeline.exec()
 }
