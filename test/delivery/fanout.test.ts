@@ -250,3 +250,31 @@ t.test('regression: the fan-out recreates its consumer group when Redis has lost
   await drained(client)
   t.ok(logs.lines.some((line) => line.msg === 'fan-out failed; retrying'), 'the lost group was noticed')
 })
+
+t.test('an upgrade delivers what the previous release left: its layout of records, bodies, entries and completions', async (t) => {
+  const subscriber = await startSubscriber()
+  t.teardown(() => subscriber.close())
+  const { redis, client } = await redisFor(t)
+  // As the previous release wrote them: the body in a key of its own, every routed subscriber
+  // pending on the record, a stream entry without the body, completions in a hash per subscriber.
+  const waiting = uniqueEventId()
+  await client.xadd(INTAKE, '*', ...await entryFields(client, waiting, 'CRM'))
+  const done = uniqueEventId()
+  const finishedAt = new Date(Date.now() - 60_000).toISOString()
+  const attempt = { attempt: 1, at: finishedAt, durationMs: 3, outcome: 'success', status: 200 }
+  await client.multi()
+    .zadd(KEYS.completed('CRM').byTime, Date.parse(finishedAt), done)
+    .hset(KEYS.completed('CRM').records, done, JSON.stringify({ eventId: done, eventName: 'inquiry.approved', queuedAt: finishedAt, finishedAt, maxAttempts: 11, attempt }))
+    .exec()
+
+  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
+  const [request] = await subscriber.waitFor(1)
+  t.equal(request!.headers['webhook-id'], waiting)
+  t.equal(request!.body.toString(), personaEvent(waiting), 'the body from its own key')
+  await waitForDelivery(app, 'CRM', waiting, 'completed')
+  await drained(client)
+  t.equal(await client.exists(KEYS.body(waiting)), 0, 'the body released under the old rule: no subscriber left pending')
+  t.equal(await client.hget(KEYS.event(waiting), 'pending'), null)
+  t.match(await deliveryView(app, 'CRM', done), { state: 'completed', attemptsMade: 1, attempts: [attempt] }, 'an old completion reads as before')
+  t.same((await app.delivery.completions.newest('CRM', 10)).map((record) => record.eventId), [waiting, done])
+})
