@@ -1,4 +1,3 @@
-import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
 import type { Completion, Completions } from '../store/completions.js'
 import type { EventBodies } from '../store/event-bodies.js'
@@ -11,7 +10,7 @@ import type { SubscriberControl } from './subscriber-control.js'
 import type { AttemptRecord, AttemptReport, DeliveryData } from './types.js'
 
 export interface OutcomesOptions {
-  /** The relay's own connection for transactions, with the scripts defined (store/scripts.ts). */
+  /** The relay's own connection for its pipelines, with the scripts defined (store/scripts.ts). */
   redis: ScriptedRedis
   bodies: EventBodies
   completions: Completions
@@ -20,7 +19,6 @@ export interface OutcomesOptions {
   jobOptions: (subscriber: string) => object
   /** How long a dead letter is kept, and with it its body. */
   deadLetterRetentionSeconds: number
-  log: FastifyBaseLogger
 }
 
 interface PendingCompletion extends Completion {

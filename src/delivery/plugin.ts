@@ -66,8 +66,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
       queues,
       controls,
       jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
-      deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400,
-      log: app.log
+      deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400
     })
     app.metrics.observeQueues({
       subscribers: () => [...queues.keys()],

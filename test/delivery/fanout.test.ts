@@ -71,7 +71,7 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
   const bodies = new EventBodies(records, 'persona-relay', 3600)
   const { queues, controls, completions } = app.delivery
   const outcomes = new Outcomes({
-    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, log: app.log
+    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400
   })
   const other = new Fanout({
     connection,
