@@ -62,8 +62,8 @@ export interface DeliveryData {
   source: string
   /** The first attempt, made by fan-out, when it failed and handed the delivery to its queue. */
   firstAttempt?: AttemptRecord
-  /** The wait the subscriber asked for in that attempt's answer (Retry-After). */
-  firstRetryAfterMs?: number
+  /** What retry-policy.ts made of that attempt (a 410, or a Retry-After to honour). */
+  firstVerdict?: AttemptVerdict
   /** Replayed by an operator: its attempts start afresh, the first attempt is history only. */
   replayed?: true
 }

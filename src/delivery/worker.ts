@@ -8,7 +8,7 @@ import type { Outcomes } from './outcomes.js'
 import { attemptsMade, firstAttemptPending, jobHistory, queueName, type DeliveryJob, type DeliveryQueue } from './queue.js'
 import { retryDelayMs } from './retry-schedule.js'
 import type { Slots } from './slots.js'
-import type { AttemptResult } from './types.js'
+import type { AttemptResult, AttemptVerdict } from './types.js'
 
 /** Thrown for an attempt that did not end in a 2xx, so that BullMQ schedules the next one. */
 export class DeliveryAttemptError extends Error {
@@ -54,8 +54,13 @@ async function attemptJob(options: RetryWorkerOptions, job: DeliveryJob, probe: 
     return { step: 'delivered' }
   }
   await outcomes.failedAttempt(subscriber, job, report)
-  if (report.verdict.kind === 'gone') return { step: 'failed', error: new UnrecoverableError(GONE_REASON) }
-  return { step: 'failed', error: new DeliveryAttemptError(report.result, report.verdict.retryAfterMs) }
+  return { step: 'failed', error: failureOf(report.result, report.verdict) }
+}
+
+/** What BullMQ is told of a failed attempt: a 410 ends the delivery, anything else is retried. */
+function failureOf(result: Pick<AttemptResult, 'status' | 'errorClass'>, verdict: AttemptVerdict): Error {
+  if (verdict.kind === 'gone') return new UnrecoverableError(GONE_REASON)
+  return new DeliveryAttemptError(result, verdict.kind === 'retry' ? verdict.retryAfterMs : undefined)
 }
 
 /**
@@ -75,11 +80,10 @@ export function createRetryWorker(options: RetryWorkerOptions) {
   const processor = async (job: DeliveryJob) => {
     // Fan-out made the first attempt (outcomes.handedOver): it is this job's first, logged, counted
     // and scheduled by BullMQ like any other, without being sent again.
-    const first = job.data.firstAttempt
-    if (first && firstAttemptPending(job)) {
-      await logAttempt(job, first)
-      if (first.status === 410) throw new UnrecoverableError(GONE_REASON)
-      throw new DeliveryAttemptError(first, job.data.firstRetryAfterMs)
+    const { firstAttempt, firstVerdict } = job.data
+    if (firstAttempt && firstVerdict && firstAttemptPending(job)) {
+      await logAttempt(job, firstAttempt)
+      throw failureOf(firstAttempt, firstVerdict)
     }
     const { error } = await slots.run(() => attemptJob(options, job, false))
     if (error) throw error
