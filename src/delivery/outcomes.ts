@@ -80,7 +80,7 @@ export class Outcomes {
   async queued(subscriber: string, deliveries: readonly { data: DeliveryData; body: string }[]): Promise<void> {
     const { queues, jobOptions, bodies } = this.options
     const options = jobOptions(subscriber)
-    await Promise.all(deliveries.map(({ data, body }) => bodies.hold(data.eventId, subscriber, body)))
+    await bodies.holdAll(subscriber, deliveries.map(({ data, body }) => ({ eventId: data.eventId, body })))
     await queues.get(subscriber)!.addBulk(deliveries.map(({ data }) => ({ name: data.eventName, data, opts: { ...options, jobId: data.eventId } })))
   }
 
@@ -91,39 +91,33 @@ export class Outcomes {
    */
   async handedOver(subscriber: SubscriberConfig, data: DeliveryData, body: string, report: AttemptReport): Promise<void> {
     const { queues, jobOptions, controls, bodies } = this.options
-    const retryAfterMs = report.verdict.kind === 'retry' ? report.verdict.retryAfterMs : undefined
-    await bodies.hold(data.eventId, subscriber.name, body)
+    await bodies.holdAll(subscriber.name, [{ eventId: data.eventId, body }])
     await queues.get(subscriber.name)!.add(
       data.eventName,
-      { ...data, firstAttempt: report.record, ...(retryAfterMs !== undefined ? { firstRetryAfterMs: retryAfterMs } : {}) },
+      { ...data, firstAttempt: report.record, firstVerdict: report.verdict },
       { ...jobOptions(subscriber.name), jobId: data.eventId }
     )
-    if (this.isLast(subscriber, report)) await this.keepForDeadLetter(data.eventId)
-    if (countsTowardsBreaker(report.result)) await controls.get(subscriber.name)!.recordFailure()
+    await this.failed(subscriber, data.eventId, report, subscriber.maxAttempts)
   }
 
-  /** A retry (or a probe) that failed: its line in the history, the breaker's count, and a body kept for a dead letter. */
+  /** A retry (or a probe) that failed: its line in the history, and what every failed attempt costs. */
   async failedAttempt(subscriber: SubscriberConfig, job: DeliveryJob, report: AttemptReport): Promise<void> {
-    const { controls } = this.options
+    await Promise.all([logAttempt(job, report.record), this.failed(subscriber, job.data.eventId, report, job.opts.attempts ?? subscriber.maxAttempts)])
+  }
+
+  /** The breaker's count, and the body kept for a dead letter when this was the last attempt. */
+  private async failed(subscriber: SubscriberConfig, eventId: string, report: AttemptReport, maxAttempts: number): Promise<void> {
+    const { controls, bodies, deadLetterRetentionSeconds } = this.options
+    // A probe spends no attempt (the subscriber is paused), so it never makes a dead letter.
+    const last = !report.record.probe && (report.verdict.kind === 'gone' || report.record.attempt >= maxAttempts)
     await Promise.all([
-      logAttempt(job, report.record),
       countsTowardsBreaker(report.result) && controls.get(subscriber.name)!.recordFailure(),
-      this.isLast(subscriber, report, job) && this.keepForDeadLetter(job.data.eventId)
+      last && bodies.retain(eventId, deadLetterRetentionSeconds)
     ])
   }
 
   /** Routed to a subscriber that is no longer configured, or a dead letter removed: the body is not needed for it. */
   async released(eventId: string, subscriber: string): Promise<void> {
     await this.options.bodies.release(eventId, subscriber)
-  }
-
-  /** A probe spends no attempt (the subscriber is paused), so it never makes a dead letter. */
-  private isLast(subscriber: SubscriberConfig, report: AttemptReport, job?: DeliveryJob): boolean {
-    if (report.record.probe) return false
-    return report.verdict.kind === 'gone' || report.record.attempt >= (job?.opts.attempts ?? subscriber.maxAttempts)
-  }
-
-  private async keepForDeadLetter(eventId: string): Promise<void> {
-    await this.options.bodies.retain(eventId, this.options.deadLetterRetentionSeconds)
   }
 }

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import { storeKeys, type StoreKeys } from './keys.js'
 import { repliesOf } from './redis.js'
-import { withScripts, type ScriptedRedis, type ScriptedTransaction } from './scripts.js'
+import { pipelineOf, withScripts, type ScriptedRedis, type ScriptedTransaction } from './scripts.js'
 
 /** What a queued delivery finds when it comes for the body. */
 export type BodyLookup =
@@ -40,9 +40,14 @@ export class EventBodies {
     return kind === 2 ? { kind: 'settled' } : { kind: 'expired' }
   }
 
-  /** A delivery joins its queue: the body is kept for it (`body` '' when the key exists already). */
-  async hold(eventId: string, subscriber: string, body: string): Promise<void> {
-    await this.redis.holdBody(this.keys.event(eventId), this.keys.body(eventId), subscriber, body, this.recordTtlSeconds)
+  /**
+   * Deliveries join the subscriber's queue: each event's body is kept for them (`body` '' when the
+   * key exists already), in one round trip.
+   */
+  async holdAll(subscriber: string, events: readonly { eventId: string; body: string }[]): Promise<void> {
+    const pipeline = pipelineOf(this.redis)
+    for (const { eventId, body } of events) pipeline.holdBody(this.keys.event(eventId), this.keys.body(eventId), subscriber, body, this.recordTtlSeconds)
+    repliesOf(await pipeline.exec())
   }
 
   /** The same release, as one step of the caller's pipeline (a delivery's completion, store/completions.ts). */

@@ -35,10 +35,13 @@ t.test('EventBodies on a real Redis', async (t) => {
 
   t.test('queued deliveries hold the body until the last of them lets go of it', async (t) => {
     const { id, body } = await recorded(['CRM', 'AUDIT', 'CRM_EU'])
-    await bodies.hold(id, 'CRM', body)
-    await bodies.hold(id, 'CRM', body)
-    await bodies.hold(id, 'CRM_EU', body)
+    await bodies.holdAll('CRM', [{ eventId: id, body }])
+    await bodies.holdAll('CRM', [{ eventId: id, body }])
+    await bodies.holdAll('CRM_EU', [{ eventId: id, body }])
     t.equal(await client.hget(KEYS.event(id), 'pending'), 'CRM,CRM_EU', 'holding twice holds once')
+    const [other, another] = [await recorded(['CRM']), await recorded(['CRM'])]
+    await bodies.holdAll('CRM', [other, another].map(({ id: eventId, body }) => ({ eventId, body })))
+    for (const { id: eventId, body } of [other, another]) t.equal(await client.get(KEYS.body(eventId)), body, 'several events held in one call')
     const ttl = await client.ttl(KEYS.body(id))
     t.ok(ttl > 7 * DAY - 10 && ttl <= 7 * DAY, `the body lives no longer than its record (TTL ${ttl})`)
     for (const subscriber of ['CRM', 'CRM_EU', 'AUDIT']) t.same(await bodies.lookup(id, subscriber), { kind: 'body', body }, subscriber)
@@ -53,8 +56,8 @@ t.test('EventBodies on a real Redis', async (t) => {
 
   t.test('a subscriber whose completion is on the record has the event', async (t) => {
     const { id, body } = await recorded(['CRM', 'AUDIT'])
-    await bodies.hold(id, 'CRM', body)
-    await bodies.hold(id, 'AUDIT', body)
+    await bodies.holdAll('CRM', [{ eventId: id, body }])
+    await bodies.holdAll('AUDIT', [{ eventId: id, body }])
     await client.hset(KEYS.event(id), 'd:AUDIT', '{}')
     t.same(await bodies.lookup(id, 'AUDIT'), { kind: 'settled' })
     t.same(await bodies.lookup(id, 'CRM'), { kind: 'body', body })
@@ -67,7 +70,7 @@ t.test('EventBodies on a real Redis', async (t) => {
     await client.multi().hset(KEYS.event(id), { name: 'inquiry.approved', subscribers: 'CRM,AUDIT', pending: 'CRM,AUDIT' }).set(KEYS.body(id), body).exec()
     t.same(await bodies.lookup(id, 'CRM'), { kind: 'body', body })
     t.same(await bodies.lookup(id, 'CRM_E'), { kind: 'settled' }, 'a name that is only part of a routed name was never routed')
-    await bodies.hold(id, 'CRM', '')
+    await bodies.holdAll('CRM', [{ eventId: id, body: '' }])
     t.equal(await client.hget(KEYS.event(id), 'pending'), 'CRM,AUDIT', 'its deliveries hold the body already')
     await bodies.release(id, 'CRM')
     t.same(await bodies.lookup(id, 'CRM'), { kind: 'settled' })
@@ -79,7 +82,7 @@ t.test('EventBodies on a real Redis', async (t) => {
 
   t.test('a body past its expiry is reported expired, not settled', async (t) => {
     const { id, body } = await recorded(['CRM'])
-    await bodies.hold(id, 'CRM', body)
+    await bodies.holdAll('CRM', [{ eventId: id, body }])
     await client.del(KEYS.body(id))
     t.same(await bodies.lookup(id, 'CRM'), { kind: 'expired' }, 'routed, held, no body')
     await client.del(KEYS.event(id))
@@ -88,8 +91,8 @@ t.test('EventBodies on a real Redis', async (t) => {
 
   t.test('a dead letter kept past the de-duplication record still finds its body', async (t) => {
     const { id, body } = await recorded(['CRM', 'AUDIT'])
-    await bodies.hold(id, 'CRM', body)
-    await bodies.hold(id, 'AUDIT', body)
+    await bodies.holdAll('CRM', [{ eventId: id, body }])
+    await bodies.holdAll('AUDIT', [{ eventId: id, body }])
     await client.del(KEYS.event(id))
     t.same(await bodies.lookup(id, 'CRM'), { kind: 'body', body })
     await bodies.release(id, 'CRM')
@@ -98,7 +101,7 @@ t.test('EventBodies on a real Redis', async (t) => {
 
   t.test('retain only ever lengthens the body\'s life', async (t) => {
     const { id, body } = await recorded(['CRM'])
-    await bodies.hold(id, 'CRM', body)
+    await bodies.holdAll('CRM', [{ eventId: id, body }])
     await bodies.retain(id, 30 * DAY)
     const ttl = await client.ttl(KEYS.body(id))
     t.ok(ttl > 30 * DAY - 10 && ttl <= 30 * DAY, `TTL ${ttl}`)
