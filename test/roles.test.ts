@@ -95,7 +95,7 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
   }
   const inspector = new Redis(redis.url, { maxRetriesPerRequest: null })
   t.teardown(() => inspector.disconnect())
-  const queues = SUBSCRIBERS.map((name) => createQueue(loadConfig({ PERSONA_WEBHOOK_SECRET: SECRET, [`SUBSCRIBER_${name}_URL`]: 'http://127.0.0.1:9/', [`SUBSCRIBER_${name}_EVENTS`]: '*' }).subscribers[0]!, inspector, 'persona-relay'))
+  const queues = SUBSCRIBERS.map((name) => createQueue(name, inspector, 'persona-relay'))
   t.teardown(() => Promise.all(queues.map((queue) => queue.close())))
   const completions = new Completions(inspector, 'persona-relay', 86_400)
   /** As the admin API shows them: a completed delivery is in the completion store, and has no job. */

@@ -6,11 +6,9 @@ import { attemptsMade, dueAt, failedIdsBetween, isDeadLetter, jobHistory, replay
 import { deliveryId, type DeadLetterReason, type DeliveryState, type DeliveryView } from './types.js'
 import { EXPIRED_REASON, GONE_REASON } from './worker.js'
 
-/**
- * The read model of deliveries, for the admin API and the metrics. Each state is kept in one place:
- * a completed delivery in the completion store (store/completions.ts), one that waits, runs or is a
- * dead letter as its queue's job.
- */
+// The read model of deliveries, for the admin API and the metrics. Each state is kept in one place:
+// a completed delivery in the completion store (store/completions.ts), one that waits, runs or is a
+// dead letter as its queue's job.
 
 function deadLetterReason(failedReason: string): DeadLetterReason {
   if (failedReason === GONE_REASON) return 'gone'
@@ -194,7 +192,6 @@ function mergeNewestFirst(lists: readonly Listed[][], count: number): Listed[] {
   }
   return merged
 }
-
 
 const RETRY_BATCH = 100
 

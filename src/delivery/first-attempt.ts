@@ -46,7 +46,7 @@ const PAUSE_FLAGS_FOR_MS = 250
 /**
  * The first step of every delivery: fan-out attempts it at once, while the subscriber is not paused
  * and has a free slot of its concurrency (slots.ts). Most deliveries succeed the first time, and
- * for them this costs one read (shared by the batch) and one transaction, where a queue job costs
+ * for them this costs a share of one pipeline of completions (outcomes.ts), where a queue job costs
  * dozens of commands. The attempt is the same step a retry makes (attempt.ts) and its outcome is
  * written by the same module (outcomes.ts): a failed one hands the delivery to its queue, whose
  * worker takes it as the job's first attempt.

@@ -52,7 +52,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
     const queues = new Map<string, DeliveryQueue>()
     const controls = new Map<string, SubscriberControl>()
     for (const subscriber of config.subscribers) {
-      const queue = createQueue(subscriber, connection, prefix)
+      const queue = createQueue(subscriber.name, connection, prefix)
       queues.set(subscriber.name, queue)
       controls.set(subscriber.name, new SubscriberControl({
         subscriber, queue, redis: connection, prefix, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log

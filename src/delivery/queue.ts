@@ -1,4 +1,4 @@
-import { Queue, type Job, type RedisConnection } from 'bullmq'
+import { Queue, type Job } from 'bullmq'
 import type { ChainableCommander, Redis } from 'ioredis'
 import type { Config, SubscriberConfig } from '../config/index.js'
 import { KEPT_ATTEMPTS, parseAttemptLog } from './attempts.js'
@@ -16,8 +16,8 @@ export function queueName(subscriberName: string): string {
   return `delivery-${subscriberName}`
 }
 
-export function createQueue(subscriber: SubscriberConfig, connection: Redis | RedisConnection['client'], prefix: string): DeliveryQueue {
-  const queue = new Queue<DeliveryData>(queueName(subscriber.name), { connection: connection as Redis, prefix })
+export function createQueue(subscriberName: string, connection: Redis, prefix: string): DeliveryQueue {
+  const queue = new Queue<DeliveryData>(queueName(subscriberName), { connection, prefix })
   // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
   queue.on('error', () => undefined)
   return queue

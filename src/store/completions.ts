@@ -80,11 +80,8 @@ export class Completions {
   }
 
   async get(subscriber: string, eventId: string): Promise<CompletedRecord | undefined> {
-    const [current, legacy] = await Promise.all([
-      this.redis.hget(this.keys.event(eventId), `d:${subscriber}`),
-      this.redis.hget(this.keys.completed(subscriber).records, eventId)
-    ])
-    const raw = current ?? legacy
+    const raw = (await this.redis.hget(this.keys.event(eventId), `d:${subscriber}`)) ??
+      (await this.redis.hget(this.keys.completed(subscriber).records, eventId))
     return raw ? parsed(raw) : undefined
   }
 

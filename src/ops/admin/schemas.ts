@@ -22,7 +22,7 @@ const EVENT_ID = 'evt_[A-Za-z0-9_-]{1,128}'
 const SubscriberName = Type.String({ pattern: `^${SUBSCRIBER_NAME}$` })
 
 export const EventParams = Type.Object({ eventId: Type.String({ pattern: `^${EVENT_ID}$` }) })
-/** `<SUBSCRIBER>.<event id>`, as delivery/deliveries.ts builds it. */
+/** `<SUBSCRIBER>.<event id>`, as delivery/types.ts builds it. */
 export const DeliveryParams = Type.Object({ deliveryId: Type.String({ pattern: `^${SUBSCRIBER_NAME}\\.${EVENT_ID}$` }) })
 export const SubscriberParams = Type.Object({ name: SubscriberName })
 
