@@ -5,14 +5,11 @@
 // three subscribers during a closed-loop burst, end-to-end throughput, Persona's 2xx latency and
 // end-to-end latency at a paced 1,000/s, and the relay's RSS.
 import { Redis } from 'ioredis'
+import { argument } from './lib/args.js'
 import { blast } from './lib/load.js'
 import { killAllNow, ROOT, startRedis, startTsServer } from './lib/processes.js'
 import { measureShape, type Settings, type ShapeResult, type Subscribers } from './lib/scenario.js'
 
-const argument = (name: string, fallback: string) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index > 0 ? process.argv[index + 1] ?? fallback : fallback
-}
 const baseline = argument('baseline', '')
 const rounds = Number(argument('rounds', '2'))
 const settings: Settings = {

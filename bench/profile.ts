@@ -10,14 +10,11 @@ import { readdirSync, readFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
+import { argument } from './lib/args.js'
 import { blast, paced } from './lib/load.js'
 import { cpuMs, killAllNow, ROOT, startRedis, startRelay, startTsServer, type BenchRedis, type Relay } from './lib/processes.js'
 import { deliveredToAll, measureWaitingMemory, relayEnv, type Subscribers } from './lib/scenario.js'
 
-const argument = (name: string, fallback: string) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index > 0 ? process.argv[index + 1] ?? fallback : fallback
-}
 const role = argument('role', 'all')
 const seconds = Number(argument('seconds', '10'))
 const rate = Number(argument('rate', '0'))

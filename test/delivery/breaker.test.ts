@@ -164,7 +164,7 @@ t.test('a probe that finds a delivery already made (its job cut off before it we
   await postEvent(app, personaEvent(id))
   await waitUntil('the delivery to wait', () => queue.getJob(id))
   // As an instance leaves it that delivered it and stopped before its job completed.
-  await completedBehindTheJob(app, 'CRM', id)
+  await completedBehindTheJob({ app, config }, 'CRM', id)
   await app.redis.hset(`${config.redis.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
 
   await waitUntil('the probe to remove the job', async () => (await queue.getJob(id)) === undefined)

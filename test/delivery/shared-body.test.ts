@@ -33,14 +33,15 @@ t.test('the body is stored once and removed when the last routed subscriber has 
 t.test('a delivery already delivered by an attempt cut off before its job completed is completed unsent', async (t) => {
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
-  const { app } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
+  const relay = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
+  const { app } = relay
   const queue = app.delivery.queues.get('CRM')!
   await queue.pause()
   const id = uniqueEventId()
   await postEvent(app, personaEvent(id))
   await waitForJob(app, 'CRM', id, 'waiting')
   // As an instance leaves it that delivered it and stopped before its job completed.
-  await completedBehindTheJob(app, 'CRM', id)
+  await completedBehindTheJob(relay, 'CRM', id)
   await queue.resume()
   await waitUntil('the job to complete and go', async () => (await queue.getJob(id)) === undefined)
   t.equal(subscriber.received.length, 0, 'not sent a second time')

@@ -2,11 +2,11 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { App } from '../../src/app.js'
 import { getDelivery } from '../../src/delivery/deliveries.js'
-import { Completions } from '../../src/store/completions.js'
 import { EventBodies } from '../../src/store/event-bodies.js'
+import { repliesOf } from '../../src/store/redis.js'
 import { pipelineOf, withScripts } from '../../src/store/scripts.js'
 import type { AttemptRecord, DeliveryView } from '../../src/delivery/types.js'
-import { signedHeaders, type LogCapture } from './app.js'
+import { signedHeaders, type LogCapture, type TestRelay } from './app.js'
 import { FIXTURE, FIXTURE_ID } from './fixtures.js'
 import { waitUntil } from './wait-until.js'
 
@@ -95,15 +95,14 @@ export async function closeServer(server: Server): Promise<void> {
  * What an instance that delivered a queued delivery and died before its job completed leaves: the
  * completion written as the relay writes it (the body released with it), the job still there.
  */
-export async function completedBehindTheJob(app: App, subscriber: string, eventId: string): Promise<void> {
-  const prefix = app.eventStore.keys.intake.replace(/:intake$/, '')
-  const records = withScripts(app.redis)
-  const pipeline = pipelineOf(records)
+export async function completedBehindTheJob(relay: Pick<TestRelay, 'app' | 'config'>, subscriber: string, eventId: string): Promise<void> {
+  const { app, config } = relay
+  const pipeline = pipelineOf(withScripts(app.redis))
   const finishedAt = new Date().toISOString()
-  new Completions(app.redis, prefix, 86_400).queueWrites(pipeline, [{
+  app.delivery.completions.queueWrites(pipeline, [{
     subscriber,
     heldBody: true,
     record: { eventId, eventName: 'inquiry.approved', queuedAt: finishedAt, finishedAt, maxAttempts: 1, attempts: [] }
-  }], new EventBodies(app.redis, prefix, 86_400))
-  await pipeline.exec()
+  }], new EventBodies(app.redis, config.redis.prefix, config.dedupeTtlSeconds))
+  repliesOf(await pipeline.exec())
 }
