@@ -1,10 +1,12 @@
-// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR]`:
+// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR] [--variants plain,filter,ordering]`:
 // CPU profile of a relay process under the bench's load, summarised as self time by package and by
 // function, with its CPU cost per request next to the framework floor's. `--role worker` profiles
 // a ROLE=worker process fed by an unprofiled ROLE=intake one; `--rate` sends at a fixed rate
 // instead of autocannon's closed loop. `--baseline` names another checkout with a built dist/ (an
 // earlier commit, say): both are measured in turns in this one run, and the ratio is reported,
-// with the Redis memory each takes per event waiting for delivery.
+// with the Redis memory each takes per event waiting for delivery. `--variants` measures this
+// checkout with every subscriber plain, with a payload filter that lets every event through, and
+// with per-object ordering, in turns in this one run: what each feature costs per event.
 // The before/after records in BENCHMARKS.md come from it.
 import { readdirSync, readFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,6 +21,14 @@ const role = argument('role', 'all')
 const seconds = Number(argument('seconds', '10'))
 const rate = Number(argument('rate', '0'))
 const baseline = argument('baseline', '')
+const variants = argument('variants', '').split(',').filter(Boolean)
+
+/** What each variant adds to every subscriber's settings (the bench's events are all `inquiry.approved`, each about its own inquiry). */
+const VARIANT_SETTINGS: Record<string, Record<string, string>> = {
+  plain: {},
+  filter: { FILTER: JSON.stringify({ 'payload.data.attributes.status': 'approved', 'payload.data.attributes.reference-id': { $regex: '^user_' } }) },
+  ordering: { ORDERING: 'object' }
+}
 
 interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }
 interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
@@ -63,11 +73,16 @@ async function commandCounts(client: Redis): Promise<Map<string, number>> {
 interface Measurement { rps: number; micros: number; microsPerDelivered: number; delivered: number; cpu: string; commands: string }
 
 /** One run of the relay built in `root`: its CPU per request, per event delivered, and Redis commands. */
-async function measure(root: string, redis: BenchRedis, subscribers: Subscribers, profileDir?: string): Promise<Measurement> {
+async function measure(root: string, redis: BenchRedis, subscribers: Subscribers, profileDir?: string, settings: Record<string, string> = {}): Promise<Measurement> {
   const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
+  const envOf = (relayRole: string) => {
+    const env = relayEnv(redis, subscribers, relayRole)
+    for (const name of Object.keys(subscribers.ports)) for (const [key, value] of Object.entries(settings)) env[`SUBSCRIBER_${name}_${key}`] = value
+    return env
+  }
   const relays: Relay[] = role === 'worker'
-    ? [await startRelay(relayEnv(redis, subscribers, 'intake'), [], root), await startRelay(relayEnv(redis, subscribers, 'worker'), profiling, root)]
-    : [await startRelay(relayEnv(redis, subscribers, role), profiling, root)]
+    ? [await startRelay(envOf('intake'), [], root), await startRelay(envOf('worker'), profiling, root)]
+    : [await startRelay(envOf(role), profiling, root)]
   const intakeUrl = relays[0]!.baseUrl
   const measured = relays.at(-1)!
   // Warm up at the measured load, then let the warm-up's deliveries finish outside the window.
@@ -121,7 +136,24 @@ try {
   const label = `ROLE=${role}${rate > 0 ? ` paced at ${rate}/s` : ''}`
   process.stdout.write(`floor: ${floorLoad.rps.toFixed(0)} req/s, ${floorMicros.toFixed(0)} µs CPU per request\n`)
 
-  if (baseline) {
+  if (variants.length > 0) {
+    const runs = new Map<string, Measurement[]>(variants.map((variant) => [variant, []]))
+    for (let round = 1; round <= 2; round++) {
+      for (const variant of variants) {
+        const settings = VARIANT_SETTINGS[variant]
+        if (!settings) throw new Error(`unknown variant ${variant}: plain, filter or ordering`)
+        runs.get(variant)!.push(await measure(ROOT, redis, subscribers.ready, undefined, settings))
+        process.stdout.write(describe(`${variant} ${label}, round ${round}`, runs.get(variant)!.at(-1)!, floorLoad.rps))
+      }
+    }
+    const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length
+    const plain = mean((runs.get(variants[0]!) ?? []).map((run) => run.microsPerDelivered))
+    process.stdout.write(`\n| ${label} | CPU per event delivered to three | × ${variants[0]} | Redis commands per event |\n|---|---|---|---|\n`)
+    for (const [variant, measured] of runs) {
+      const micros = mean(measured.map((run) => run.microsPerDelivered))
+      process.stdout.write(`| ${variant} | ${micros.toFixed(0)} µs | ${(micros / plain).toFixed(2)}× | ${measured.at(-1)!.commands} |\n`)
+    }
+  } else if (baseline) {
     // In turns, so that whatever else the machine does weighs on both alike.
     const runs: { before: Measurement[]; after: Measurement[] } = { before: [], after: [] }
     for (let round = 1; round <= 2; round++) {

@@ -40,8 +40,10 @@ export const Errors = {
   INVALID_REQUEST: createError('INVALID_REQUEST', 'Invalid request: %s', 400),
   ADMIN_UNAUTHORIZED: createError('ADMIN_UNAUTHORIZED', 'A valid admin bearer token is required', 401),
   EVENT_NOT_FOUND: createError('EVENT_NOT_FOUND', 'No such event is recorded', 404),
+  OBJECT_NOT_FOUND: createError('OBJECT_NOT_FOUND', 'No recorded event is about this object', 404),
   DELIVERY_NOT_FOUND: createError('DELIVERY_NOT_FOUND', 'No such delivery', 404),
   DELIVERY_NOT_FAILED: createError('DELIVERY_NOT_FAILED', 'Only a failed delivery can be retried', 409),
+  EVENT_REDACTED: createError('EVENT_REDACTED', 'Persona redacted this event\'s object; its body was removed and it cannot be sent again', 409),
   DASHBOARD_ACTION_DISABLED: createError(
     'DASHBOARD_ACTION_DISABLED',
     'The dashboard does not remove deliveries: the relay tracks their event bodies apart and would keep them without a delivery; retry a failed delivery or let retention remove it',

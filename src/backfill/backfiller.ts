@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Config, PersonaApiConfig } from '../config/index.js'
-import { createRouter } from '../config/routing.js'
+import { createEventRouter, type EventRouter } from '../config/routing.js'
 import { Errors, toServiceError } from '../errors.js'
 import type { RelayMetrics } from '../ops/metrics.js'
 import { PersonaEventsApi, type EventsApiOptions } from '../persona/events-api.js'
@@ -46,7 +46,7 @@ export class Backfiller {
   /** The furthest back a backfill may reach (see resolveRange). */
   readonly maxAgeMs: number
   private readonly api: PersonaEventsApi
-  private readonly route: (eventName: string) => string[]
+  private readonly route: EventRouter
   private readonly lockKey: string
   private readonly running = new Map<string, { controller: AbortController; done: Promise<BackfillJob> }>()
 
@@ -56,7 +56,7 @@ export class Backfiller {
     this.jobs = new BackfillJobs(redis, keys.job)
     this.maxAgeMs = maxBackfillAgeMs(config.dedupeTtlSeconds)
     this.api = new PersonaEventsApi(config.personaApi, options.api)
-    this.route = createRouter(config.subscribers)
+    this.route = createEventRouter(config.subscribers)
     this.lockKey = keys.lock
   }
 

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { EventRouter } from '../config/routing.js'
 import { Errors } from '../errors.js'
 import type { PersonaEventsApi } from '../persona/events-api.js'
 import type { EventStore } from '../store/event-store.js'
@@ -22,7 +23,7 @@ export interface RunContext {
   store: EventStore
   /** For the dry run's EXISTS, which must write nothing. */
   redis: Redis
-  route: (eventName: string) => string[]
+  route: EventRouter
   metrics: RelayMetrics | undefined
   log: FastifyBaseLogger
   signal: AbortSignal
@@ -71,12 +72,15 @@ export async function runBackfill(range: BackfillRange, dryRun: boolean, context
 
 /** A dry run only asks whether the id is recorded; a real run records it as the webhook route does. */
 async function recordOnce(event: ListedEvent, dryRun: boolean, context: RunContext): Promise<EventOutcome> {
-  const { store, redis, route, log } = context
+  const { store, redis, route, metrics, log } = context
   try {
     if (dryRun) return (await redis.exists(store.keys.event(event.id))) === 1 ? 'skipped' : 'would_queue'
-    const { id, name, createdAt, body } = event
-    const recorded = await store.record({ id, name, createdAt, body, subscribers: route(name), source: 'backfill' })
-    return recorded === 'recorded' ? 'queued' : 'skipped'
+    const { id, name, createdAt, body, object } = event
+    const routing = route(event)
+    const recorded = await store.record({ id, name, createdAt, body, ...routing, object, source: 'backfill' })
+    if (recorded === 'duplicate') return 'skipped'
+    metrics?.routed(routing)
+    return 'queued'
   } catch (error) {
     log.warn({ eventId: event.id, source: 'backfill', err: { message: (error as Error).message } }, 'event store unavailable')
     throw new Errors.STORE_UNAVAILABLE()

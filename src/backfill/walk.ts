@@ -1,12 +1,9 @@
 import Value from 'typebox/value'
-import { PersonaEventData, toPersonaEvent } from '../persona/event.js'
+import { PersonaEventData, toPersonaEvent, type PersonaEvent } from '../persona/event.js'
 import type { BackfillRange } from './range.js'
 
 /** An event of the API list, in the form a webhook would have brought it. */
-export interface ListedEvent {
-  id: string
-  name: string
-  createdAt: string
+export interface ListedEvent extends PersonaEvent {
   createdAtMs: number
   /** `{"data": <item>}`: there are no original bytes, so the item is serialised again. */
   body: string

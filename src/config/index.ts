@@ -1,6 +1,7 @@
 import Value from 'typebox/value'
 import type { Static, TObject, TSchema } from 'typebox'
 import { allowlistEntryProblem, PERSONA_KEYWORD } from '../persona/source-allowlist.js'
+import { compileFilter } from './filter.js'
 import { EnvSchema, SubscriberEnvSchema, type Env, type SubscriberEnv } from './schema.js'
 
 export interface SubscriberConfig {
@@ -19,6 +20,16 @@ export interface SubscriberConfig {
   lockDurationMs: number
   /** How often workers look for deliveries whose lock has expired. */
   stalledIntervalMs: number
+  /** A MongoDB-style query over the event's attributes (config/filter.ts); events it refuses are not sent. */
+  filter: string | undefined
+  /** SUBSCRIBER_<NAME>_RATE_LIMIT as written (`50/s`) and as the time between attempts, for every instance together. */
+  rateLimit: { text: string; intervalMs: number } | undefined
+  /**
+   * SUBSCRIBER_<NAME>_ORDERING=object: one delivery at a time per Persona object, in created-at
+   * order, after waiting `windowMs` for earlier events; `stale` says what becomes of an event older
+   * than one already delivered for its object.
+   */
+  ordering: { windowMs: number; stale: 'deliver' | 'skip' } | undefined
 }
 
 export interface Config {
@@ -76,7 +87,7 @@ export class ConfigError extends Error {
   }
 }
 
-const SUBSCRIBER_KEY = /^SUBSCRIBER_([A-Z0-9_]+?)_(URL|EVENTS|SECRET|TIMEOUT_MS|MAX_ATTEMPTS|CONCURRENCY|RETRY_SCHEDULE|PAUSE_AFTER_FAILURES)$/
+const SUBSCRIBER_KEY = /^SUBSCRIBER_([A-Z0-9_]+?)_(URL|EVENTS|SECRET|TIMEOUT_MS|MAX_ATTEMPTS|CONCURRENCY|RETRY_SCHEDULE|PAUSE_AFTER_FAILURES|FILTER|RATE_LIMIT|ORDERING|ORDERING_WINDOW_MS|STALE)$/
 
 /** Reads the whole configuration from the environment; every bad key is reported in one error. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -86,6 +97,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const subscribers: SubscriberConfig[] = []
   for (const [name, values] of groups) {
     const parsed = parseSection(SubscriberEnvSchema, values, `SUBSCRIBER_${name}_`, problems)
+    // Checked whatever else of the subscriber is wrong: every bad key is reported at once.
+    const filterProblem = values.FILTER === undefined ? undefined : compileFilter(values.FILTER)
+    if (typeof filterProblem === 'string') problems.push(`SUBSCRIBER_${name}_FILTER: ${filterProblem}`)
+    for (const setting of ['ORDERING_WINDOW_MS', 'STALE']) {
+      if (values[setting] !== undefined && values.ORDERING !== 'object') {
+        problems.push(`SUBSCRIBER_${name}_${setting}: only applies with SUBSCRIBER_${name}_ORDERING=object`)
+      }
+    }
     if (parsed && global) subscribers.push(toSubscriber(name, parsed, global))
   }
   for (const entry of splitList(env.PERSONA_ALLOWED_IPS ?? '')) {
@@ -160,8 +179,17 @@ function toSubscriber(name: string, values: SubscriberEnv, global: Env): Subscri
     concurrency: values.CONCURRENCY ?? global.DELIVERY_CONCURRENCY,
     retrySchedule,
     pauseAfterFailures: values.PAUSE_AFTER_FAILURES ?? global.DELIVERY_PAUSE_AFTER_FAILURES,
+    filter: values.FILTER,
+    rateLimit: values.RATE_LIMIT === undefined ? undefined : rateLimitOf(values.RATE_LIMIT),
+    ordering: values.ORDERING === 'object' ? { windowMs: values.ORDERING_WINDOW_MS ?? 0, stale: values.STALE ?? 'deliver' } : undefined,
     ...lockTimes(global.DELIVERY_LOCK_DURATION_MS, timeoutMs)
   }
+}
+
+/** `50/s`, `600/m`: attempts start no closer together than the period divided by the count. */
+function rateLimitOf(text: string) {
+  const [count, unit] = text.replace(/\s/g, '').split('/') as [string, string]
+  return { text: text.trim(), intervalMs: (unit === 's' ? 1000 : 60_000) / Number(count) }
 }
 
 /** BullMQ's own default; a shorter lock gets a stall check as often, so that it also means a quick recovery. */
@@ -182,7 +210,7 @@ function groupSubscriberKeys(env: Record<string, string | undefined>, problems: 
     if (!key.startsWith('SUBSCRIBER_') || value === undefined || value === '') continue
     const match = SUBSCRIBER_KEY.exec(key)
     if (!match) {
-      problems.push(`${key}: not a subscriber setting (expected SUBSCRIBER_<NAME>_URL, _EVENTS, _SECRET, _TIMEOUT_MS, _MAX_ATTEMPTS, _CONCURRENCY, _RETRY_SCHEDULE or _PAUSE_AFTER_FAILURES with NAME in [A-Z0-9_])`)
+      problems.push(`${key}: not a subscriber setting (expected SUBSCRIBER_<NAME>_URL, _EVENTS, _SECRET, _TIMEOUT_MS, _MAX_ATTEMPTS, _CONCURRENCY, _RETRY_SCHEDULE, _PAUSE_AFTER_FAILURES, _FILTER, _RATE_LIMIT, _ORDERING, _ORDERING_WINDOW_MS or _STALE with NAME in [A-Z0-9_])`)
       continue
     }
     const [, name, setting] = match as unknown as [string, string, string]

@@ -72,7 +72,14 @@ export const SubscriberEnvSchema = Type.Object({
   MAX_ATTEMPTS: Type.Optional(PositiveInteger),
   CONCURRENCY: Type.Optional(PositiveInteger),
   RETRY_SCHEDULE: Type.Optional(RetrySchedule),
-  PAUSE_AFTER_FAILURES: Type.Optional(PositiveInteger)
+  PAUSE_AFTER_FAILURES: Type.Optional(PositiveInteger),
+  /** JSON; checked as a query by config/filter.ts. */
+  FILTER: Type.Optional(Type.String()),
+  /** `<n>/s` or `<n>/m`. */
+  RATE_LIMIT: Type.Optional(Type.String({ pattern: '^\\s*[1-9]\\d{0,5}\\s*/\\s*[sm]\\s*$' })),
+  ORDERING: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('object')])),
+  ORDERING_WINDOW_MS: Type.Optional(Type.Integer({ minimum: 0, maximum: 3_600_000 })),
+  STALE: Type.Optional(Type.Union([Type.Literal('deliver'), Type.Literal('skip')]))
 })
 
 export type SubscriberEnv = Static<typeof SubscriberEnvSchema>

@@ -23,10 +23,10 @@ export async function attempt(
   body: string,
   attemptNumber: number,
   { log, metrics }: AttemptContext,
-  probe = false
+  { probe = false, stale = false }: { probe?: boolean; stale?: boolean } = {}
 ): Promise<AttemptReport> {
   const startedAt = new Date()
-  const result = await sendDelivery(subscriber, data, body, attemptNumber)
+  const result = await sendDelivery(subscriber, data, body, attemptNumber, { stale })
   const verdict = judgeAttempt(result, Date.now())
   const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
   metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
@@ -38,6 +38,7 @@ export async function attempt(
       eventName: data.eventName,
       attempt: attemptNumber,
       probe: probe || undefined,
+      stale: stale || undefined,
       outcome,
       status: result.status,
       errorClass: result.errorClass,

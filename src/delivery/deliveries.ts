@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis'
 import type { CompletedRecord, Completions } from '../store/completions.js'
 import { attemptsMade, dueAt, failedIdsBetween, isDeadLetter, jobHistory, replay, type DeliveryJob, type DeliveryQueue } from './queue.js'
 import { deliveryId, type DeadLetterReason, type DeliveryState, type DeliveryView } from './types.js'
-import { EXPIRED_REASON, GONE_REASON } from './worker.js'
+import { EXPIRED_REASON, GONE_REASON, REDACTED_REASON } from './worker.js'
 
 // The read model of deliveries, for the admin API and the metrics. Each state is kept in one place:
 // a completed delivery in the completion store (store/completions.ts), one that waits, runs or is a
@@ -12,6 +12,7 @@ import { EXPIRED_REASON, GONE_REASON } from './worker.js'
 
 function deadLetterReason(failedReason: string): DeadLetterReason {
   if (failedReason === GONE_REASON) return 'gone'
+  if (failedReason === REDACTED_REASON) return 'redacted'
   return failedReason === EXPIRED_REASON ? 'expired' : 'exhausted'
 }
 

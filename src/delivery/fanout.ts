@@ -6,6 +6,8 @@ import type { EventBodies } from '../store/event-bodies.js'
 import { repliesOf } from '../store/redis.js'
 import type { FirstAttempts, RoutedEvent } from './first-attempt.js'
 import type { Outcomes } from './outcomes.js'
+import type { Ordering } from './ordering.js'
+import type { Redaction } from './redaction.js'
 import type { DeliveryData } from './types.js'
 
 /** The consumer group every relay instance reads the intake stream in. */
@@ -28,6 +30,11 @@ export interface FanoutOptions {
   outcomes: Outcomes
   /** Each delivery's first attempt, where its subscriber has room (first-attempt.ts). */
   firstAttempts: FirstAttempts
+  /** Carries out a `<object>.redacted` entry before its own deliveries. */
+  redaction: Redaction
+  /** Subscribers with SUBSCRIBER_<NAME>_ORDERING=object, and their ordering windows in ms. */
+  orderingWindows: ReadonlyMap<string, number>
+  ordering: Ordering
   /**
    * Entries whose first attempts end later are acknowledged on this connection: the fan-out's own
    * is blocked in XREADGROUP by then.
@@ -153,10 +160,14 @@ export class Fanout {
    */
   private async dispatch(entries: StreamEntry[], fresh: boolean): Promise<void> {
     const { connection, streamKey, subscribers: configured, outcomes, log, firstAttempts } = this.options
-    const events = entries.map(([, fields]) => toRoutedEvent(fieldsToRecord(fields)))
+    const records = entries.map(([, fields]) => fieldsToRecord(fields))
+    for (const record of records) if (record.redacts) await this.options.redaction.redact(record.redacts, record.id ?? '')
+    const events = records.map(toRoutedEvent)
     if (!fresh) await this.skipDelivered(events)
     const batch = fresh ? await firstAttempts.batch(events) : undefined
     const queuedBySubscriber = new Map<string, { data: DeliveryData; body: string }[]>()
+    // Ordered deliveries are always jobs, due once their subscriber's ordering window has passed.
+    const orderedBySubscriber = new Map<string, { data: DeliveryData; body: string }[]>()
     const released: Promise<void>[] = []
     const acknowledgeNow: string[] = []
     // Sends start as soon as they hold a slot, before the batch's jobs are added; an entry is
@@ -165,7 +176,7 @@ export class Fanout {
     let jobsAdded!: (added: boolean) => void
     const queued = new Promise<boolean>((resolve) => (jobsAdded = resolve))
     for (const [index, [streamId]] of entries.entries()) {
-      const { data, subscribers, body } = events[index]!
+      const { data, subscribers, body, objectId } = events[index]!
       const sends: Promise<void>[] = []
       for (const subscriber of subscribers) {
         if (!configured.has(subscriber)) {
@@ -174,6 +185,13 @@ export class Fanout {
           // Awaited with the jobs below; it may fail while this loop still waits for a slot.
           release.catch(() => undefined)
           released.push(release)
+          continue
+        }
+        if (objectId && this.options.orderingWindows.has(subscriber)) {
+          const ordered = orderedBySubscriber.get(subscriber) ?? []
+          // Only an ordered delivery carries its object's id: the others' jobs need not know it.
+          ordered.push({ data: { ...data, objectId }, body: body ?? '' })
+          orderedBySubscriber.set(subscriber, ordered)
           continue
         }
         const send = await batch?.take(subscriber, data)
@@ -194,6 +212,10 @@ export class Fanout {
     try {
       await Promise.all([
         ...[...queuedBySubscriber].map(([subscriber, queued]) => outcomes.queued(subscriber, queued)),
+        ...[...orderedBySubscriber].map(async ([subscriber, ordered]) => {
+          await this.options.ordering.enqueue(subscriber, ordered.map(({ data }) => data))
+          await outcomes.queued(subscriber, ordered, this.options.orderingWindows.get(subscriber))
+        }),
         ...released
       ])
       jobsAdded(true)
@@ -269,7 +291,9 @@ function toRoutedEvent(record: Record<string, string>): RoutedEvent {
       receivedAt: record.receivedAt ?? '',
       source: record.source ?? 'webhook'
     },
-    subscribers: (record.subscribers ?? '').split(','),
+    objectId: record.objectId,
+    // A redaction no subscriber wants is queued with none, for fan-out to carry out.
+    subscribers: (record.subscribers ?? '').split(',').filter(Boolean),
     body: record.body
   }
 }

@@ -5,6 +5,7 @@ import { repliesOf } from '../store/redis.js'
 import { attempt, type AttemptContext } from './attempt.js'
 import type { Outcomes } from './outcomes.js'
 import { queuePausedFlag, type DeliveryQueue } from './queue.js'
+import { waitMs, type RateLimit } from './rate-limit.js'
 import type { Slots } from './slots.js'
 import type { DeliveryData } from './types.js'
 
@@ -13,6 +14,8 @@ export interface FirstAttemptOptions {
   queues: ReadonlyMap<string, DeliveryQueue>
   /** Shared with the subscribers' workers (slots.ts). */
   slots: ReadonlyMap<string, Slots>
+  /** Subscribers with SUBSCRIBER_<NAME>_RATE_LIMIT. */
+  rateLimits: ReadonlyMap<string, RateLimit>
   /** Not the fan-out's own connection, which spends its time blocked in XREADGROUP. */
   connection: Redis
   keys: StoreKeys
@@ -25,6 +28,8 @@ export interface RoutedEvent {
   subscribers: string[]
   /** From the intake stream's entry; an entry older than layout 2 has none (its body has a key). */
   body: string | undefined
+  /** The Persona object the event is about, for ordered subscribers. */
+  objectId?: string | undefined
 }
 
 /** First attempts that one batch of events may make; `take` reserves a subscriber's slot. */
@@ -37,6 +42,11 @@ const NOTHING: FirstAttemptBatch = { take: async () => undefined }
 
 /** How long fan-out waits for a busy subscriber's slot before queueing the delivery instead. */
 const SLOT_WAIT_MS = 100
+/**
+ * The furthest turn under a rate limit a first attempt takes; past it, the delivery waits in its
+ * queue instead, where its worker waits for the turn without holding up the intake entry.
+ */
+const TURN_WAIT_MS = 1000
 /**
  * How long a pause flag read is trusted: pauses are rare and an attempt already under way when one
  * comes goes on anyway, so a batch need not ask again every time.
@@ -88,8 +98,10 @@ export class FirstAttempts {
       take: async (name, data) => {
         const body = bodies.get(data.eventId)
         if (!body || !running.has(name) || !(await this.slotOf(name))) return undefined
+        const turnInMs = await this.turnOf(name)
+        if (turnInMs === undefined) return undefined
         // An older entry's body has a key, which its deliveries hold (`pending`) until they have it.
-        return () => this.send(this.subscribers.get(name)!, data, body, keyed.has(data.eventId))
+        return () => this.send(this.subscribers.get(name)!, data, body, keyed.has(data.eventId), turnInMs)
       }
     }
   }
@@ -112,9 +124,22 @@ export class FirstAttempts {
     return false
   }
 
-  private async send(subscriber: SubscriberConfig, data: DeliveryData, body: string, heldBody: boolean): Promise<void> {
+  /** The wait for a rate-limited subscriber's turn, with its slot held; undefined (slot released) when too far away. */
+  private async turnOf(name: string): Promise<number | undefined> {
+    const limit = this.options.rateLimits.get(name)
+    if (!limit) return 0
+    const wait = await limit.reserve(TURN_WAIT_MS).catch((error: Error) => {
+      this.options.slots.get(name)!.release()
+      throw error
+    })
+    if (wait === undefined) this.options.slots.get(name)!.release()
+    return wait
+  }
+
+  private async send(subscriber: SubscriberConfig, data: DeliveryData, body: string, heldBody: boolean, turnInMs: number): Promise<void> {
     const { outcomes, context } = this.options
     try {
+      await waitMs(turnInMs)
       const report = await attempt(subscriber, data, body, 1, context)
       if (report.verdict.kind === 'delivered') await outcomes.delivered(subscriber, data, [report.record], { heldBody })
       else await outcomes.handedOver(subscriber, data, body, report)

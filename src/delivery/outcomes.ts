@@ -1,13 +1,15 @@
 import type { SubscriberConfig } from '../config/index.js'
 import type { Completion, Completions } from '../store/completions.js'
+import type { RelayMetrics } from '../ops/metrics.js'
 import type { EventBodies } from '../store/event-bodies.js'
+import type { StoreKeys } from '../store/keys.js'
 import { repliesOf } from '../store/redis.js'
 import { pipelineOf, type ScriptedRedis } from '../store/scripts.js'
 import { logAttempt } from './attempts.js'
 import type { DeliveryJob, DeliveryQueue } from './queue.js'
 import { countsTowardsBreaker } from './retry-policy.js'
 import type { SubscriberControl } from './subscriber-control.js'
-import type { AttemptRecord, AttemptReport, DeliveryData } from './types.js'
+import type { AttemptRecord, AttemptReport, DeliveryData, SkipReason } from './types.js'
 
 export interface OutcomesOptions {
   /** The relay's own connection for its pipelines, with the scripts defined (store/scripts.ts). */
@@ -19,6 +21,8 @@ export interface OutcomesOptions {
   jobOptions: (subscriber: string) => object
   /** How long a dead letter is kept, and with it its body. */
   deadLetterRetentionSeconds: number
+  keys: StoreKeys
+  metrics: RelayMetrics
 }
 
 interface PendingCompletion extends Completion {
@@ -76,10 +80,13 @@ export class Outcomes {
     )
   }
 
-  /** Deliveries that wait in their subscriber's queue for a first attempt (paused, or no free slot). */
-  async queued(subscriber: string, deliveries: readonly { data: DeliveryData; body: string }[]): Promise<void> {
+  /**
+   * Deliveries that wait in their subscriber's queue for a first attempt (paused, no free slot, or
+   * ordered: due `delayMs` from now, the subscriber's ordering window).
+   */
+  async queued(subscriber: string, deliveries: readonly { data: DeliveryData; body: string }[], delayMs = 0): Promise<void> {
     const { queues, jobOptions, bodies } = this.options
-    const options = jobOptions(subscriber)
+    const options = delayMs > 0 ? { ...jobOptions(subscriber), delay: delayMs } : jobOptions(subscriber)
     await bodies.holdAll(subscriber, deliveries.map(({ data, body }) => ({ eventId: data.eventId, body })))
     await queues.get(subscriber)!.addBulk(deliveries.map(({ data }) => ({ name: data.eventName, data, opts: { ...options, jobId: data.eventId } })))
   }
@@ -100,13 +107,25 @@ export class Outcomes {
     await this.failed(subscriber, data.eventId, report, subscriber.maxAttempts)
   }
 
-  /** A retry (or a probe) that failed: its line in the history, and what every failed attempt costs. */
-  async failedAttempt(subscriber: SubscriberConfig, job: DeliveryJob, report: AttemptReport): Promise<void> {
-    await Promise.all([logAttempt(job, report.record), this.failed(subscriber, job.data.eventId, report, job.opts.attempts ?? subscriber.maxAttempts)])
+  /**
+   * A retry (or a probe) that failed: its line in the history, and what every failed attempt costs.
+   * True when it was the last: the delivery becomes a dead letter.
+   */
+  async failedAttempt(subscriber: SubscriberConfig, job: DeliveryJob, report: AttemptReport): Promise<boolean> {
+    const [, last] = await Promise.all([logAttempt(job, report.record), this.failed(subscriber, job.data.eventId, report, job.opts.attempts ?? subscriber.maxAttempts)])
+    return last
+  }
+
+  /** An ordered delivery older than one already delivered for its object, under SUBSCRIBER_<NAME>_STALE=skip: never sent. */
+  async skipped(subscriber: SubscriberConfig, data: DeliveryData, reason: SkipReason): Promise<void> {
+    const { redis, bodies, keys, metrics } = this.options
+    await redis.hset(keys.event(data.eventId), `skip:${subscriber.name}`, reason)
+    await bodies.release(data.eventId, subscriber.name)
+    metrics.skipped(subscriber.name, reason)
   }
 
   /** The breaker's count, and the body kept for a dead letter when this was the last attempt. */
-  private async failed(subscriber: SubscriberConfig, eventId: string, report: AttemptReport, maxAttempts: number): Promise<void> {
+  private async failed(subscriber: SubscriberConfig, eventId: string, report: AttemptReport, maxAttempts: number): Promise<boolean> {
     const { controls, bodies, deadLetterRetentionSeconds } = this.options
     // A probe spends no attempt (the subscriber is paused), so it never makes a dead letter.
     const last = !report.record.probe && (report.verdict.kind === 'gone' || report.record.attempt >= maxAttempts)
@@ -114,6 +133,7 @@ export class Outcomes {
       countsTowardsBreaker(report.result) && controls.get(subscriber.name)!.recordFailure(),
       last && bodies.retain(eventId, deadLetterRetentionSeconds)
     ])
+    return last
   }
 
   /** Routed to a subscriber that is no longer configured, or a dead letter removed: the body is not needed for it. */

@@ -9,7 +9,10 @@ import { deliveryCounts } from './deliveries.js'
 import { ABANDONED_AFTER_MS, Fanout } from './fanout.js'
 import { FirstAttempts } from './first-attempt.js'
 import { startMaintenance } from './maintenance.js'
+import { Ordering } from './ordering.js'
 import { Outcomes } from './outcomes.js'
+import { RateLimit } from './rate-limit.js'
+import { Redaction } from './redaction.js'
 import { createQueue, deliveryJobOptions, type DeliveryQueue } from './queue.js'
 import { Slots } from './slots.js'
 import { SubscriberControl } from './subscriber-control.js'
@@ -66,7 +69,9 @@ export const deliveryPlugin = fp<{ config: Config }>(
       queues,
       controls,
       jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
-      deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400
+      deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400,
+      keys: app.eventStore.keys,
+      metrics: app.metrics
     })
     app.metrics.observeQueues({
       subscribers: () => [...queues.keys()],
@@ -83,11 +88,24 @@ export const deliveryPlugin = fp<{ config: Config }>(
     let stopMaintenance: () => Promise<void> = async () => {}
     if (delivers) {
       const slots = new Map(config.subscribers.map((subscriber) => [subscriber.name, new Slots(subscriber.concurrency)]))
+      const rateLimits = new Map(config.subscribers.flatMap((subscriber) => subscriber.rateLimit
+        ? [[subscriber.name, new RateLimit(records, app.eventStore.keys.subscriber(subscriber.name).rate, subscriber.rateLimit.intervalMs)] as const]
+        : []))
       const context = { log: app.log, metrics: app.metrics }
+      const ordering = new Ordering(records, app.eventStore.keys, config.dedupeTtlSeconds)
       const workerOptions = new Map<string, RetryWorkerOptions>()
       for (const subscriber of config.subscribers) {
         const options: RetryWorkerOptions = {
-          subscriber, queue: queues.get(subscriber.name)!, connection, prefix, bodies, outcomes, slots: slots.get(subscriber.name)!, ...context
+          subscriber,
+          queue: queues.get(subscriber.name)!,
+          connection,
+          prefix,
+          bodies,
+          outcomes,
+          slots: slots.get(subscriber.name)!,
+          rateLimit: rateLimits.get(subscriber.name),
+          ordering,
+          ...context
         }
         workerOptions.set(subscriber.name, options)
         const worker = createRetryWorker(options)
@@ -102,7 +120,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
         0, ...config.subscribers.map((subscriber) => Math.max(subscriber.lockDurationMs, subscriber.timeoutMs * 2))
       ) || ABANDONED_AFTER_MS
       const firstAttempts = new FirstAttempts({
-        subscribers: config.subscribers, queues, slots, connection: records, keys: app.eventStore.keys, outcomes, context
+        subscribers: config.subscribers, queues, slots, rateLimits, connection: records, keys: app.eventStore.keys, outcomes, context
       })
       for (const control of controls.values()) control.onChange(() => firstAttempts.forgetPauseFlags())
       fanout = new Fanout({
@@ -112,6 +130,9 @@ export const deliveryPlugin = fp<{ config: Config }>(
         bodies,
         outcomes,
         firstAttempts,
+        redaction: new Redaction({ redis: records, keys: app.eventStore.keys, bodies, queues, log: app.log }),
+        orderingWindows: new Map(config.subscribers.flatMap((subscriber) => subscriber.ordering ? [[subscriber.name, subscriber.ordering.windowMs] as const] : [])),
+        ordering,
         acknowledgeConnection: records,
         log: app.log,
         abandonedAfterMs

@@ -88,3 +88,20 @@ export async function jobHistory(queue: DeliveryQueue, job: DeliveryJob): Promis
   const first = firstAttemptPending(job) && job.data.firstAttempt ? [job.data.firstAttempt] : []
   return [...first, ...parseAttemptLog(logs)].sort((a, b) => a.at.localeCompare(b.at))
 }
+
+/** Deliveries of these events that wait for a retry are due now: what they find then decides (redaction.ts). */
+export async function promoteDelayed(queue: DeliveryQueue, eventIds: readonly string[]): Promise<void> {
+  for (const eventId of eventIds) {
+    const job = await queue.getJob(eventId)
+    if (job && (await job.isDelayed())) await job.promote().catch(() => undefined)
+  }
+}
+
+/**
+ * An ordered lane's next delivery is made due now (ordering.ts), unless it still waits out its
+ * ordering window (it arrived less than `windowMs` ago): earlier events may yet arrive.
+ */
+export async function promoteIfDue(queue: DeliveryQueue, eventId: string, windowMs: number): Promise<void> {
+  const job = await queue.getJob(eventId)
+  if (job && Date.now() - job.timestamp >= windowMs && (await job.isDelayed())) await job.promote().catch(() => undefined)
+}

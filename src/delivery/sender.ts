@@ -14,7 +14,8 @@ export function deliveryHeaders(
   data: DeliveryData,
   body: string,
   attempt: number,
-  nowSeconds: number
+  nowSeconds: number,
+  stale = false
 ): Record<string, string> {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -26,6 +27,8 @@ export function deliveryHeaders(
     'persona-relay-source': data.source
   }
   if (data.createdAt) headers['persona-event-created-at'] = headerSafe(data.createdAt)
+  // An ordered subscriber was sent a later event of this object already (ordering.ts).
+  if (stale) headers['persona-relay-stale'] = 'true'
   if (subscriber.secrets.length > 0) {
     headers['webhook-signature'] = standardWebhookSignature(subscriber.secrets, data.eventId, nowSeconds, body)
   }
@@ -38,10 +41,10 @@ export async function sendDelivery(
   data: DeliveryData,
   body: string,
   attempt: number,
-  dispatcher?: Dispatcher
+  { dispatcher, stale = false }: { dispatcher?: Dispatcher; stale?: boolean } = {}
 ): Promise<AttemptResult> {
   const started = performance.now()
-  const headers = deliveryHeaders(subscriber, data, body, attempt, Math.floor(Date.now() / 1000))
+  const headers = deliveryHeaders(subscriber, data, body, attempt, Math.floor(Date.now() / 1000), stale)
   // Not AbortSignal.timeout(): its timer, and the signal with it, would live on for the whole timeout
   // after the answer, thousands of them at a time under load. This one is cleared with the status line.
   const controller = new AbortController()

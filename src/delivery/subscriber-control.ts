@@ -20,8 +20,11 @@ export interface SubscriberState {
   consecutiveFailures: number
 }
 
-/** A probe's attempt at a waiting delivery: delivered (and completed), failed, or found delivered before. */
-export type ProbeAttempt = (job: DeliveryJob) => Promise<'delivered' | 'failed' | 'settled'>
+/**
+ * A probe's attempt at a waiting delivery: delivered (and completed), failed, found delivered
+ * before, skipped as stale, or not made because an ordered delivery's turn had not come.
+ */
+export type ProbeAttempt = (job: DeliveryJob) => Promise<'delivered' | 'failed' | 'settled' | 'skipped' | 'waiting'>
 
 export interface SubscriberControlOptions {
   subscriber: SubscriberConfig

@@ -16,8 +16,18 @@ export type ErrorClass = (typeof ERROR_CLASSES)[number]
 export const DELIVERY_STATES = ['pending', 'delayed', 'active', 'completed', 'failed', 'paused'] as const
 export type DeliveryState = (typeof DELIVERY_STATES)[number]
 
-/** Why a dead letter stopped: a 410, its body expired before it could be sent, or every attempt spent. */
-export const DEAD_LETTER_REASONS = ['gone', 'expired', 'exhausted'] as const
+/**
+ * Why a routed subscriber was not sent an event at all: its payload filter refused it, or it was
+ * older than one already delivered for its object (SUBSCRIBER_<NAME>_STALE=skip).
+ */
+export const SKIP_REASONS = ['filtered', 'stale'] as const
+export type SkipReason = (typeof SKIP_REASONS)[number]
+
+/**
+ * Why a dead letter stopped: a 410, its body expired before it could be sent, every attempt spent,
+ * or Persona redacted the event's object and its body was removed.
+ */
+export const DEAD_LETTER_REASONS = ['gone', 'expired', 'exhausted', 'redacted'] as const
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number]
 
 /** One line of a delivery's attempt history. */
@@ -41,7 +51,9 @@ export const DeliverySchema = Type.Object({
   subscriber: Type.String(),
   eventId: Type.String(),
   eventName: Type.String(),
-  state: Type.Enum([...DELIVERY_STATES, 'unknown']),
+  /** `unknown`: not queued yet, or its history expired; `skipped`: never to be sent (skipReason). */
+  state: Type.Enum([...DELIVERY_STATES, 'unknown', 'skipped']),
+  skipReason: Type.Optional(Type.Enum([...SKIP_REASONS])),
   attemptsMade: Type.Integer(),
   maxAttempts: Type.Integer(),
   queuedAt: Type.String(),
@@ -60,6 +72,8 @@ export interface DeliveryData {
   createdAt: string
   receivedAt: string
   source: string
+  /** The Persona object the event is about, when it names one: what ordered subscribers order by. */
+  objectId?: string
   /** The first attempt, made by fan-out, when it failed and handed the delivery to its queue. */
   firstAttempt?: AttemptRecord
   /** What retry-policy.ts made of that attempt (a 410, or a Retry-After to honour). */

@@ -4,7 +4,7 @@ import Type from 'typebox'
 import type { Config } from '../config/index.js'
 import { ErrorResponse, Errors, toServiceError } from '../errors.js'
 import { PersonaEventEnvelope, toPersonaEvent } from '../persona/event.js'
-import { createRouter } from '../config/routing.js'
+import { createEventRouter } from '../config/routing.js'
 import { createAllowlist } from '../persona/source-allowlist.js'
 import { outcomeOfError, type IntakeOutcome } from './outcome.js'
 import { verifyPersonaSignature } from './verify-signature.js'
@@ -30,7 +30,7 @@ declare module 'fastify' {
 
 /** `POST {PERSONA_WEBHOOK_PATH}`: verify, validate, record once, acknowledge. */
 export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
-  const routeEvent = createRouter(config.subscribers)
+  const routeEvent = createEventRouter(config.subscribers)
   const allowed = config.allowedIps.length > 0 ? createAllowlist(config.allowedIps) : undefined
   // Only envelope fields are read and the signed bytes are what is forwarded, so a `__proto__` or
   // `constructor.prototype` key is harmless: dropped from the parsed object, never refused, as
@@ -94,10 +94,10 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       const intake = request.intake!
       intake.eventId = event.id
       intake.eventName = event.name
-      const subscribers = routeEvent(event.name)
+      const routing = routeEvent(event)
       let recorded: Awaited<ReturnType<typeof app.eventStore.record>>
       try {
-        recorded = await app.eventStore.record({ ...event, body: raw.toString('utf8'), subscribers, source: 'webhook' })
+        recorded = await app.eventStore.record({ ...event, ...routing, body: raw.toString('utf8'), source: 'webhook' })
       } catch (error) {
         request.log.warn({ eventId: event.id, err: { message: (error as Error).message } }, 'event store unavailable')
         throw new Errors.STORE_UNAVAILABLE()
@@ -106,7 +106,8 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         intake.outcome = 'duplicate'
         return { received: true as const, id: event.id, duplicate: true as const }
       }
-      intake.outcome = subscribers.length > 0 ? 'accepted' : 'no_subscriber'
+      app.metrics.routed(routing)
+      intake.outcome = routing.subscribers.length > 0 ? 'accepted' : 'no_subscriber'
       return { received: true as const, id: event.id }
     }
   )

@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Routing } from '../config/routing.js'
+import type { SkipReason } from '../delivery/types.js'
 import type { IntakeOutcome } from '../intake/outcome.js'
 
 export type AttemptMetricOutcome = 'success' | 'http_error' | 'timeout' | 'network_error' | 'gone'
@@ -60,6 +62,18 @@ export class RelayMetrics {
     registers: [this.registry]
   })
 
+  private readonly routedTotal = new Counter({
+    name: 'persona_relay_routed_total',
+    help: 'Recorded events by subscriber whose patterns matched, and whether its payload filter let them through (routed), refused them (filtered) or threw on them (filter_error)',
+    labelNames: ['subscriber', 'outcome'],
+    registers: [this.registry]
+  })
+  private readonly skippedTotal = new Counter({
+    name: 'persona_relay_delivery_skipped_total',
+    help: 'Deliveries never sent, by subscriber and reason (stale: older than one already delivered for its object)',
+    labelNames: ['subscriber', 'reason'],
+    registers: [this.registry]
+  })
   private readonly backfillEventsTotal = new Counter({
     name: 'persona_relay_backfill_events_total',
     help: 'Events listed by a backfill, by what was done with them',
@@ -123,6 +137,16 @@ export class RelayMetrics {
   /** Where the queue gauges come from, once the delivery engine is up. */
   observeQueues(stats: QueueStats): void {
     this.queueStats = stats
+  }
+
+  /** One recorded event's routing, webhook or backfill. */
+  routed({ subscribers, filtered, filterErrors = [] }: Routing): void {
+    for (const subscriber of subscribers) this.routedTotal.inc({ subscriber, outcome: 'routed' })
+    for (const subscriber of filtered) this.routedTotal.inc({ subscriber, outcome: filterErrors.includes(subscriber) ? 'filter_error' : 'filtered' })
+  }
+
+  skipped(subscriber: string, reason: SkipReason): void {
+    this.skippedTotal.inc({ subscriber, reason })
   }
 
   intake(outcome: IntakeOutcome, seconds: number): void {

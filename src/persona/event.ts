@@ -28,13 +28,48 @@ export interface PersonaEvent {
   name: string
   /** Persona's creation time as sent, or empty when the body carries none. */
   createdAt: string
+  /** The Persona object the event is about (`payload.data`), when it names one the relay can index. */
+  object?: PersonaObject
+  /** `data.attributes` as parsed: what subscribers' filters are evaluated over. */
+  attributes: Record<string, unknown>
 }
+
+export interface PersonaObject {
+  type: string
+  id: string
+}
+
+/** Ids as Persona writes them (`inq_…`, `ver_…`): anything else is not indexed, ordered or redacted. */
+export const OBJECT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$'
+const OBJECT_ID = new RegExp(OBJECT_ID_PATTERN)
+const OBJECT_TYPE = /^[a-z][a-z0-9/_-]{0,63}$/
 
 export function toPersonaEvent(envelope: PersonaEventEnvelope): PersonaEvent {
   const { id, attributes } = envelope.data
+  const object = objectOf(attributes)
   return {
     id,
     name: attributes.name,
-    createdAt: attributes['created-at'] ?? attributes.createdAt ?? attributes.created_at ?? ''
+    createdAt: attributes['created-at'] ?? attributes.createdAt ?? attributes.created_at ?? '',
+    ...(object ? { object } : {}),
+    attributes
   }
+}
+
+/** `payload.data.type` and `.id`: single-word keys, the same in every inflection. */
+function objectOf(attributes: Record<string, unknown>): PersonaObject | undefined {
+  const payload = attributes.payload
+  const data = typeof payload === 'object' && payload !== null ? (payload as { data?: unknown }).data : undefined
+  if (typeof data !== 'object' || data === null) return undefined
+  const { type, id } = data as { type?: unknown; id?: unknown }
+  if (typeof type !== 'string' || typeof id !== 'string' || !OBJECT_TYPE.test(type) || !OBJECT_ID.test(id)) return undefined
+  return { type, id }
+}
+
+/**
+ * `<object>.redacted` (`inquiry.redacted`, `account.redacted`…): Persona has erased the object's
+ * personal data, and the relay removes the bodies it still keeps of the object's earlier events.
+ */
+export function isRedaction(event: { name: string; object?: PersonaObject | undefined }): boolean {
+  return event.object !== undefined && event.name.endsWith('.redacted')
 }

@@ -10,6 +10,8 @@ export type BodyLookup =
   | { kind: 'settled' }
   /** Neither the body nor a record of it: kept past its retention, it is gone. */
   | { kind: 'expired' }
+  /** Removed because Persona redacted the event's object: it is never to be sent again. */
+  | { kind: 'redacted' }
 
 /** An event of the intake stream and the subscribers it was routed to. */
 export interface RoutedIds {
@@ -37,7 +39,18 @@ export class EventBodies {
   async lookup(eventId: string, subscriber: string): Promise<BodyLookup> {
     const [kind, body] = (await this.redis.lookupBody(this.keys.event(eventId), this.keys.body(eventId), subscriber)) as [number, string?]
     if (kind === 1) return { kind: 'body', body: body! }
-    return kind === 2 ? { kind: 'settled' } : { kind: 'expired' }
+    return { kind: kind === 2 ? 'settled' : kind === 4 ? 'redacted' : 'expired' }
+  }
+
+  /**
+   * Removes the bodies of events whose Persona object was redacted, in one round trip, and marks
+   * their records so; returns how many bodies there were.
+   */
+  async redact(eventIds: readonly string[]): Promise<number> {
+    if (eventIds.length === 0) return 0
+    const pipeline = pipelineOf(this.redis)
+    for (const eventId of eventIds) pipeline.redactBody(this.keys.event(eventId), this.keys.body(eventId))
+    return (repliesOf(await pipeline.exec()) as number[]).reduce((sum, removed) => sum + removed, 0)
   }
 
   /**

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
+import { isRedaction, type PersonaObject } from '../persona/event.js'
 import { storeKeys, type StoreKeys } from './keys.js'
 import { pipelineOf, withScripts, type ScriptedRedis } from './scripts.js'
 
@@ -10,6 +11,10 @@ export interface IncomingEvent {
   body: string
   /** Subscribers the event routes to; empty records it without queueing anything. */
   subscribers: readonly string[]
+  /** Subscribers whose payload filter refused it. */
+  filtered?: readonly string[]
+  /** The Persona object it is about, indexed by `created-at`. */
+  object?: PersonaObject | undefined
   source: 'webhook' | 'backfill'
 }
 
@@ -23,7 +28,7 @@ interface PendingRecord {
 
 /**
  * Records the event id and queues the event for fan-out in one atomic script
- * (scripts/record-event-2.lua), so there is no moment where the id is known but the event is not
+ * (scripts/record-event-3.lua), so there is no moment where the id is known but the event is not
  * yet safely stored: a concurrent or later copy either finds nothing (and records it itself) or
  * finds it already queued. The body travels once, in the intake stream's entry, for every
  * delivery to share; a delivery that waits in a queue keeps it in a key of its own
@@ -45,9 +50,12 @@ export class EventStore {
    * intake request's cost. Each event keeps its own atomic script and its own outcome.
    */
   record(event: IncomingEvent, receivedAt: Date = new Date()): Promise<RecordOutcome> {
+    const createdAtMs = Date.parse(event.createdAt)
     const args = [
       this.keys.event(event.id),
       this.keys.intake,
+      // A key either way: a script's key count is fixed.
+      this.keys.object(event.object?.id ?? event.id),
       event.id,
       event.name,
       event.createdAt,
@@ -55,7 +63,12 @@ export class EventStore {
       event.subscribers.join(','),
       event.body,
       event.source,
-      this.dedupeTtlSeconds
+      this.dedupeTtlSeconds,
+      (event.filtered ?? []).join(','),
+      event.object?.type ?? '',
+      event.object?.id ?? '',
+      Number.isNaN(createdAtMs) ? receivedAt.getTime() : createdAtMs,
+      isRedaction(event) ? '1' : ''
     ]
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(() => this.flush())

@@ -9,17 +9,26 @@ export function storeKeys(prefix: string) {
     /** The body, kept once per event (not per delivery) until every routed subscriber has it. */
     body: (eventId: string) => `${prefix}:body:${eventId}`,
     intake: `${prefix}:intake`,
+    /** One Persona object's events (`payload.data.id`), by created-at: the object index. */
+    object: (objectId: string) => `${prefix}:object:${objectId}`,
+    /** One ordered subscriber's lane for one object: who holds it, the newest delivered, who waits. */
+    lane: (subscriber: string, objectId: string) => ({
+      state: `${prefix}:lane:${subscriber}:${objectId}`,
+      waiting: `${prefix}:lane:${subscriber}:${objectId}:waiting`
+    }),
     /** Completed deliveries of one subscriber: event ids by finish time, and their records. */
     completed: (subscriber: string) => ({
       byTime: `${prefix}:delivered:${subscriber}`,
       records: `${prefix}:delivered:${subscriber}:records`
     }),
-    /** One subscriber's pause, circuit breaker and probe state. */
+    /** One subscriber's pause, circuit breaker, probe and rate-limit state. */
     subscriber: (subscriber: string) => ({
       pause: `${prefix}:subscriber:${subscriber}:pause`,
       failures: `${prefix}:subscriber:${subscriber}:failures`,
       probeLock: `${prefix}:subscriber:${subscriber}:probe-lock`,
-      probeTurn: `${prefix}:subscriber:${subscriber}:probe-turn`
+      probeTurn: `${prefix}:subscriber:${subscriber}:probe-turn`,
+      /** When its next attempt may start, under SUBSCRIBER_<NAME>_RATE_LIMIT. */
+      rate: `${prefix}:subscriber:${subscriber}:rate`
     })
   }
 }

@@ -6,10 +6,14 @@ import type { ChainableCommander, Redis } from 'ioredis'
  * it takes (BullMQ's habit); they are read once and defined on a connection by `withScripts`.
  */
 const SCRIPTS = {
-  recordEvent: 'record-event-2',
+  recordEvent: 'record-event-3',
   lookupBody: 'lookup-body-2',
   holdBody: 'hold-body-2',
-  releaseBody: 'release-body-2'
+  releaseBody: 'release-body-2',
+  redactBody: 'redact-body-2',
+  ratePermit: 'rate-permit-1',
+  laneAcquire: 'lane-acquire-2',
+  laneRelease: 'lane-release-2'
 } as const
 
 type ScriptName = keyof typeof SCRIPTS
@@ -37,6 +41,10 @@ export interface ScriptedTransaction extends ChainableCommander {
   lookupBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
   holdBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
   releaseBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
+  redactBody(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
+  ratePermit(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
+  laneAcquire(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
+  laneRelease(...keysThenArgs: ScriptArgument[]): ScriptedTransaction
 }
 
 /** A connection with every script defined: each is a command, keys first, then arguments, as in the files. */

@@ -14,6 +14,8 @@ t.test('an item in the range becomes the webhook it would have been: {"data": it
     id: 'evt_inRange1',
     name: 'verification.passed',
     createdAt: at(30).toISOString(),
+    object: { type: 'inquiry', id: 'inq_inRange1' },
+    attributes: item.attributes as Record<string, unknown>,
     createdAtMs: at(30).getTime(),
     body: JSON.stringify({ data: item })
   }])

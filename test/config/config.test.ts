@@ -334,6 +334,23 @@ t.test('each bad value is reported against its key', async (t) => {
     [{ ...subscriber, SUBSCRIBER_S_RETRY_SCHEDULE: '1;2' }, /^SUBSCRIBER_S_RETRY_SCHEDULE: must match pattern/],
     [{ SUBSCRIBER_S_EVENTS: '*' }, /^SUBSCRIBER_S_URL: required$/],
     [{ SUBSCRIBER_S_URL: 'https://s.internal' }, /^SUBSCRIBER_S_EVENTS: required$/],
+    [{ ...subscriber, SUBSCRIBER_S_ORDERING: 'inquiry' }, /^SUBSCRIBER_S_ORDERING: /],
+    [{ ...subscriber, SUBSCRIBER_S_ORDERING: 'object', SUBSCRIBER_S_ORDERING_WINDOW_MS: '-1' }, /^SUBSCRIBER_S_ORDERING_WINDOW_MS: must be >= 0/],
+    [{ ...subscriber, SUBSCRIBER_S_ORDERING: 'object', SUBSCRIBER_S_STALE: 'drop' }, /^SUBSCRIBER_S_STALE: /],
+    [{ ...subscriber, SUBSCRIBER_S_STALE: 'skip' }, /^SUBSCRIBER_S_STALE: only applies with SUBSCRIBER_S_ORDERING=object$/],
+    [{ ...subscriber, SUBSCRIBER_S_ORDERING: 'none', SUBSCRIBER_S_ORDERING_WINDOW_MS: '100' }, /^SUBSCRIBER_S_ORDERING_WINDOW_MS: only applies with SUBSCRIBER_S_ORDERING=object$/],
+    [{ ...subscriber, SUBSCRIBER_S_RATE_LIMIT: '50' }, /^SUBSCRIBER_S_RATE_LIMIT: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_RATE_LIMIT: '50/h' }, /^SUBSCRIBER_S_RATE_LIMIT: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_RATE_LIMIT: '0/s' }, /^SUBSCRIBER_S_RATE_LIMIT: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_RATE_LIMIT: '1.5/s' }, /^SUBSCRIBER_S_RATE_LIMIT: must match pattern/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: 'approved' }, /^SUBSCRIBER_S_FILTER: not JSON \(/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '{"payload.data.attributes.status":"approved"' }, /^SUBSCRIBER_S_FILTER: not JSON \(/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '{' }, /^SUBSCRIBER_S_FILTER: not JSON \(/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '[{"name":"inquiry.approved"}]' }, /^SUBSCRIBER_S_FILTER: must be a JSON object/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '"approved"' }, /^SUBSCRIBER_S_FILTER: must be a JSON object/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '{"status":{"$foo":1}}' }, /^SUBSCRIBER_S_FILTER: Unsupported operation: \$foo$/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '{"$where":"true"}' }, /^SUBSCRIBER_S_FILTER: \$where is refused: filters may not run code$/],
+    [{ ...subscriber, SUBSCRIBER_S_FILTER: '{"$or":[{"$expr":{}}]}' }, /^SUBSCRIBER_S_FILTER: \$expr is refused: filters may not run code$/],
     [{ ...subscriber, SUBSCRIBER_S_FOO: '1' }, /^SUBSCRIBER_S_FOO: not a subscriber setting/],
     [{ ...subscriber, SUBSCRIBER_s_URL: 'https://s.internal' }, /^SUBSCRIBER_s_URL: not a subscriber setting/],
     [{ SUBSCRIBER_URL: 'https://s.internal' }, /^SUBSCRIBER_URL: not a subscriber setting/]
@@ -451,4 +468,89 @@ t.test('regression: a fractional integer setting is rejected rather than truncat
 
 t.test('regression: a webhook secret list of only commas is rejected rather than read as no secret', async (t) => {
   t.same(problemsOf({ PERSONA_WEBHOOK_SECRET: ',' }).problems.map((problem) => problem.split(':')[0]), ['PERSONA_WEBHOOK_SECRET'])
+})
+
+t.test('SUBSCRIBER_<NAME>_FILTER is kept as written; without it a subscriber has no filter', async (t) => {
+  const filter = '{"payload.data.attributes.status":"approved","payload.data.attributes.inquiry-template-id":{"$in":["itmpl_A","itmpl_B"]}}'
+  const config = load({
+    SUBSCRIBER_CRM_EU_URL: 'https://crm.internal',
+    SUBSCRIBER_CRM_EU_EVENTS: 'inquiry.*',
+    SUBSCRIBER_CRM_EU_FILTER: filter,
+    SUBSCRIBER_AUDIT_URL: 'https://audit.internal',
+    SUBSCRIBER_AUDIT_EVENTS: '*',
+    SUBSCRIBER_EMPTY_URL: 'https://empty.internal',
+    SUBSCRIBER_EMPTY_EVENTS: '*',
+    SUBSCRIBER_EMPTY_FILTER: ''
+  })
+  t.strictSame(config.subscribers.map(({ name, filter }) => [name, filter]), [['AUDIT', undefined], ['CRM_EU', filter], ['EMPTY', undefined]])
+  t.equal(load({ SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*', SUBSCRIBER_S_FILTER: '{}' }).subscribers[0]?.filter, '{}', 'an empty query is a filter that lets everything through')
+})
+
+t.test('SUBSCRIBER_<NAME>_RATE_LIMIT is a count per second or per minute, kept as the time between attempts', async (t) => {
+  const cases: [string, { text: string; intervalMs: number }][] = [
+    ['50/s', { text: '50/s', intervalMs: 20 }],
+    ['600/m', { text: '600/m', intervalMs: 100 }],
+    [' 1 / m ', { text: '1 / m', intervalMs: 60_000 }],
+    ['3/s', { text: '3/s', intervalMs: 1000 / 3 }]
+  ]
+  for (const [value, expected] of cases) {
+    t.same(load({ SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*', SUBSCRIBER_S_RATE_LIMIT: value }).subscribers[0]?.rateLimit, expected, value)
+  }
+  t.equal(load({ SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*' }).subscribers[0]?.rateLimit, undefined, 'unset: no limit')
+})
+
+t.test('SUBSCRIBER_<NAME>_ORDERING=object orders by object, with a window of 0 and stale events delivered unless told otherwise', async (t) => {
+  const base = { SUBSCRIBER_S_URL: 'https://s.internal', SUBSCRIBER_S_EVENTS: '*' }
+  t.equal(load(base).subscribers[0]?.ordering, undefined, 'unset: not ordered')
+  t.equal(load({ ...base, SUBSCRIBER_S_ORDERING: 'none' }).subscribers[0]?.ordering, undefined, 'none: not ordered')
+  t.same(load({ ...base, SUBSCRIBER_S_ORDERING: 'object' }).subscribers[0]?.ordering, { windowMs: 0, stale: 'deliver' })
+  t.same(load({ ...base, SUBSCRIBER_S_ORDERING: 'object', SUBSCRIBER_S_ORDERING_WINDOW_MS: '250', SUBSCRIBER_S_STALE: 'skip' }).subscribers[0]?.ordering, { windowMs: 250, stale: 'skip' })
+})
+
+t.test('an invalid SUBSCRIBER_<NAME>_FILTER is a ConfigError whose message names the variable', async (t) => {
+  const cases: [string, string, RegExp][] = [
+    ['bad JSON', '{"payload.data.attributes.status":approved}', /not JSON \(/],
+    ['an unknown operator', '{"payload.data.attributes.status":{"$equals":"approved"}}', /Unsupported operation: \$equals/],
+    ['$where', '{"$where":"this.name === \'inquiry.approved\'"}', /\$where is refused: filters may not run code/],
+    ['an array', '[{"payload.data.attributes.status":"approved"}]', /must be a JSON object/]
+  ]
+  for (const [label, filter, problem] of cases) {
+    const error = problemsOf({
+      PERSONA_WEBHOOK_SECRET: SECRET,
+      SUBSCRIBER_AUDIT_URL: 'https://audit.internal',
+      SUBSCRIBER_AUDIT_EVENTS: '*',
+      SUBSCRIBER_CRM_EU_URL: 'https://crm.internal',
+      SUBSCRIBER_CRM_EU_EVENTS: 'inquiry.*',
+      SUBSCRIBER_CRM_EU_FILTER: filter
+    })
+    t.equal(error.name, 'ConfigError', label)
+    t.equal(error.problems.length, 1, `${label}: one problem`)
+    t.match(error.problems[0], /^SUBSCRIBER_CRM_EU_FILTER: /, `${label}: the problem names the variable`)
+    t.match(error.problems[0], problem, label)
+    t.match(error.message, /^invalid configuration:\n {2}- SUBSCRIBER_CRM_EU_FILTER: /, `${label}: the message names the variable`)
+  }
+})
+
+t.test('a bad filter is reported beside the other bad keys', async (t) => {
+  const error = problemsOf({
+    PERSONA_WEBHOOK_SECRET: SECRET,
+    PORT: 'x',
+    SUBSCRIBER_A_URL: 'https://a.internal',
+    SUBSCRIBER_A_EVENTS: '*',
+    SUBSCRIBER_A_FILTER: '{"$where":"true"}',
+    SUBSCRIBER_B_URL: 'https://b.internal',
+    SUBSCRIBER_B_EVENTS: '*',
+    SUBSCRIBER_B_FILTER: 'approved'
+  })
+  t.same(error.problems.map((problem) => problem.split(':')[0]).sort(), ['PORT', 'SUBSCRIBER_A_FILTER', 'SUBSCRIBER_B_FILTER'])
+})
+
+t.test('a key that is not a subscriber setting lists _FILTER, _RATE_LIMIT and the ordering settings among those that are', async (t) => {
+  t.match(problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, SUBSCRIBER_S_FILTERS: '{}' }).problems, [/^SUBSCRIBER_S_FILTERS: not a subscriber setting \(expected .*_PAUSE_AFTER_FAILURES, _FILTER, _RATE_LIMIT, _ORDERING, _ORDERING_WINDOW_MS or _STALE with NAME/])
+})
+
+t.test('regression: a bad filter is reported even when another setting of the same subscriber is bad', async (t) => {
+  // loadConfig reports every bad key at once; the filter is only compiled once the rest of its section parses.
+  const error = problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, SUBSCRIBER_CRM_EVENTS: 'inquiry.*', SUBSCRIBER_CRM_FILTER: '{"$where":"true"}' })
+  t.same(error.problems.map((problem) => problem.split(':')[0]).sort(), ['SUBSCRIBER_CRM_FILTER', 'SUBSCRIBER_CRM_URL'])
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compilePattern, createRouter } from '../../src/config/routing.js'
+import { compilePattern, createEventRouter, createRouter } from '../../src/config/routing.js'
 
 t.test('patterns match event names as documented', async (t) => {
   const cases: [string, string, boolean][] = [
@@ -133,4 +133,84 @@ t.test('memoised answers stay correct past the cache limit of 1024 names', async
   }
   const answer = route('even.fresh')
   t.equal(route('even.fresh'), answer, 'names seen after the limit are still memoised')
+})
+
+const APPROVED_A_OR_B = '{"payload.data.attributes.status":"approved","payload.data.attributes.inquiry-template-id":{"$in":["itmpl_A","itmpl_B"]}}'
+
+function inquiry(status: string, template: string, inflection: 'kebab' | 'camel' | 'snake' = 'kebab'): Record<string, unknown> {
+  const key = { kebab: 'inquiry-template-id', camel: 'inquiryTemplateId', snake: 'inquiry_template_id' }[inflection]
+  return { payload: { data: { type: 'inquiry', id: 'inq_1', attributes: { status, [key]: template } } } }
+}
+
+t.test('the event router sends an event to subscribers whose patterns match and whose filter, if any, lets it through', async (t) => {
+  const route = createEventRouter([
+    { name: 'AUDIT', patterns: ['*'] },
+    { name: 'CRM', patterns: ['inquiry.*'], filter: APPROVED_A_OR_B },
+    { name: 'KYC', patterns: ['inquiry.*'] },
+    { name: 'RISK', patterns: ['inquiry.*', 'report/*'], filter: '{"payload.data.attributes.status":{"$in":["declined","failed"]}}' },
+    { name: 'REPORTS', patterns: ['report/*'], filter: '{"payload.data.attributes.status":"ready"}' }
+  ])
+  const cases: [string, string, Record<string, unknown>, { subscribers: string[]; filtered: string[] }][] = [
+    ['approved, template A', 'inquiry.approved', inquiry('approved', 'itmpl_A'), { subscribers: ['AUDIT', 'CRM', 'KYC'], filtered: ['RISK'] }],
+    ['approved, template B, camel', 'inquiry.approved', inquiry('approved', 'itmpl_B', 'camel'), { subscribers: ['AUDIT', 'CRM', 'KYC'], filtered: ['RISK'] }],
+    ['approved, template A, snake', 'inquiry.approved', inquiry('approved', 'itmpl_A', 'snake'), { subscribers: ['AUDIT', 'CRM', 'KYC'], filtered: ['RISK'] }],
+    ['approved, template C', 'inquiry.approved', inquiry('approved', 'itmpl_C'), { subscribers: ['AUDIT', 'KYC'], filtered: ['CRM', 'RISK'] }],
+    ['declined, template A', 'inquiry.declined', inquiry('declined', 'itmpl_A'), { subscribers: ['AUDIT', 'KYC', 'RISK'], filtered: ['CRM'] }],
+    ['no attributes at all', 'inquiry.created', {}, { subscribers: ['AUDIT', 'KYC'], filtered: ['CRM', 'RISK'] }],
+    ['a report that is ready', 'report/watchlist.ready', { payload: { data: { attributes: { status: 'ready' } } } }, { subscribers: ['AUDIT', 'REPORTS'], filtered: ['RISK'] }],
+    ['a report that failed', 'report/watchlist.ready', { payload: { data: { attributes: { status: 'failed' } } } }, { subscribers: ['AUDIT', 'RISK'], filtered: ['REPORTS'] }],
+    ['a filtered subscriber whose patterns do not match is neither', 'case.created', inquiry('approved', 'itmpl_A'), { subscribers: ['AUDIT'], filtered: [] }]
+  ]
+  for (const [label, name, attributes, expected] of cases) t.strictSame(route({ name, attributes }), expected, label)
+})
+
+t.test('without filters the event router answers as the name router does', async (t) => {
+  const subscribers = [
+    { name: 'AUDIT', patterns: ['*'] },
+    { name: 'CRM', patterns: ['inquiry.approved'], filter: undefined },
+    { name: 'RISK', patterns: ['*.failed'] }
+  ]
+  const route = createEventRouter(subscribers)
+  const byName = createRouter(subscribers)
+  for (const name of ['inquiry.approved', 'inquiry.failed', 'case.created']) {
+    t.strictSame(route({ name, attributes: inquiry('declined', 'itmpl_Z') }), { subscribers: byName(name), filtered: [] }, name)
+  }
+  t.strictSame(createEventRouter([])({ name: 'inquiry.approved', attributes: {} }), { subscribers: [], filtered: [] })
+})
+
+t.test('the name memo does not memoise filter answers: one name routes by each event\'s own attributes', async (t) => {
+  const route = createEventRouter([
+    { name: 'ALL', patterns: ['inquiry.*'] },
+    { name: 'CRM', patterns: ['inquiry.*'], filter: APPROVED_A_OR_B }
+  ])
+  const answers = ['itmpl_A', 'itmpl_C', 'itmpl_B', 'itmpl_C', 'itmpl_A'].map((template) => route({ name: 'inquiry.approved', attributes: inquiry('approved', template) }))
+  t.strictSame(answers.map((routing) => routing.filtered), [[], ['CRM'], [], ['CRM'], []])
+  t.strictSame(answers.map((routing) => routing.subscribers), [['ALL', 'CRM'], ['ALL'], ['ALL', 'CRM'], ['ALL'], ['ALL', 'CRM']])
+})
+
+t.test('an invalid filter stops the event router from being made, naming the variable', async (t) => {
+  const cases: [string, RegExp][] = [
+    ['', /^SUBSCRIBER_CRM_FILTER: not JSON/],
+    ['{"status":', /^SUBSCRIBER_CRM_FILTER: not JSON/],
+    ['["approved"]', /^SUBSCRIBER_CRM_FILTER: must be a JSON object/],
+    ['{"$where":"true"}', /^SUBSCRIBER_CRM_FILTER: \$where is refused: filters may not run code$/],
+    ['{"status":{"$foo":1}}', /^SUBSCRIBER_CRM_FILTER: Unsupported operation: \$foo$/]
+  ]
+  for (const [filter, expected] of cases) {
+    t.throws(() => createEventRouter([{ name: 'AUDIT', patterns: ['*'] }, { name: 'CRM', patterns: ['inquiry.*'], filter }]), expected, JSON.stringify(filter))
+  }
+})
+
+t.test('a filter that throws on an event refuses it, and the router says so, instead of failing the webhook', async (t) => {
+  const route = createEventRouter(
+    [{ name: 'ALL', patterns: ['*'] }, { name: 'BROKEN', patterns: ['*'], filter: '{}' }],
+    () => () => {
+      throw new Error('cannot evaluate')
+    }
+  )
+  t.same(route({ name: 'inquiry.approved', attributes: {} }), { subscribers: ['ALL'], filtered: ['BROKEN'], filterErrors: ['BROKEN'] })
+})
+
+t.test('a filter the router cannot compile stops it with the variable named', async (t) => {
+  t.throws(() => createEventRouter([{ name: 'KYC', patterns: ['*'], filter: '{' }]), { message: /^SUBSCRIBER_KYC_FILTER: not JSON/ })
 })

@@ -4,6 +4,8 @@ import type { App } from '../../src/app.js'
 import { Fanout, FANOUT_GROUP } from '../../src/delivery/fanout.js'
 import { FirstAttempts } from '../../src/delivery/first-attempt.js'
 import { Outcomes } from '../../src/delivery/outcomes.js'
+import { Ordering } from '../../src/delivery/ordering.js'
+import { Redaction } from '../../src/delivery/redaction.js'
 import { EventBodies } from '../../src/store/event-bodies.js'
 import { withScripts } from '../../src/store/scripts.js'
 import { EventStore } from '../../src/store/event-store.js'
@@ -71,7 +73,7 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
   const bodies = new EventBodies(records, 'persona-relay', 3600)
   const { queues, controls, completions } = app.delivery
   const outcomes = new Outcomes({
-    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400
+    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, keys: KEYS, metrics: app.metrics
   })
   const other = new Fanout({
     connection,
@@ -80,8 +82,11 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
     bodies,
     outcomes,
     firstAttempts: new FirstAttempts({
-      subscribers: [], queues, slots: new Map(), connection: records, keys: KEYS, outcomes, context: { log: app.log, metrics: app.metrics }
+      subscribers: [], queues, slots: new Map(), rateLimits: new Map(), connection: records, keys: KEYS, outcomes, context: { log: app.log, metrics: app.metrics }
     }),
+    redaction: new Redaction({ redis: records, keys: KEYS, bodies, queues, log: app.log }),
+    orderingWindows: new Map(),
+    ordering: new Ordering(records, KEYS, 3600),
     acknowledgeConnection: records,
     log: app.log,
     abandonedAfterMs: 300,

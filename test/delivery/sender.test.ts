@@ -24,7 +24,7 @@ t.test('an answered attempt leaves no timer that would fire later: under load, t
   const subscriber = await startSubscriber()
   const dispatcher = new SignalCapture()
   t.teardown(() => Promise.all([subscriber.close(), dispatcher.close()]))
-  const result = await sendDelivery(subscriberAt(subscriber.url, 100), data, '{}', 1, dispatcher)
+  const result = await sendDelivery(subscriberAt(subscriber.url, 100), data, '{}', 1, { dispatcher })
   t.equal(result.outcome, 'success')
   await new Promise((resolve) => setTimeout(resolve, 250))
   t.equal(dispatcher.signals.length, 1)

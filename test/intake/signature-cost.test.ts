@@ -2,7 +2,7 @@ import t from 'tap'
 import { computeSignature } from '../../src/persona/signature.js'
 import { personaEvent, SECRET, startRelay, uniqueEventId } from '../helpers/app.js'
 
-const ROUNDS = 6
+const ROUNDS = 8
 const REQUESTS_PER_ROUND = 10
 
 /** CPU microseconds this process spends answering `count` requests with the given header. */
@@ -33,15 +33,16 @@ t.test('a 401 for eight stale groups costs no more CPU than one for a single fre
 
   t.equal((await post(staleHeader)()).json().code, 'PERSONA_SIGNATURE_STALE')
   t.equal((await post(freshHeader)()).json().code, 'PERSONA_SIGNATURE_MISMATCH')
-  let stale = 0
-  let fresh = 0
-  // Alternating rounds, so that a slower moment of a shared machine weighs on both alike.
+  const stale: number[] = []
+  const fresh: number[] = []
+  // Alternating rounds, so that a slower moment of a shared machine weighs on both alike, and each
+  // side's quickest round: a garbage collection or another process lands in some rounds, not all.
   for (let round = 0; round < ROUNDS; round += 1) {
-    stale += await cpuOf(post(staleHeader), REQUESTS_PER_ROUND)
-    fresh += await cpuOf(post(freshHeader), REQUESTS_PER_ROUND)
+    stale.push(await cpuOf(post(staleHeader), REQUESTS_PER_ROUND))
+    fresh.push(await cpuOf(post(freshHeader), REQUESTS_PER_ROUND))
   }
-  const requests = ROUNDS * REQUESTS_PER_ROUND
+  const [staleMs, freshMs] = [Math.min(...stale), Math.min(...fresh)].map((micros) => micros / REQUESTS_PER_ROUND / 1000) as [number, number]
   // Both pay for reading and parsing the body; before the stale groups were skipped they cost 16
   // HMACs of it against the fresh group's 2, about three times as much CPU. A quarter over allows for noise.
-  t.ok(stale <= fresh * 1.25, `eight stale groups ${(stale / requests / 1000).toFixed(2)} ms per 401, one fresh group ${(fresh / requests / 1000).toFixed(2)} ms`)
+  t.ok(staleMs <= freshMs * 1.25, `eight stale groups ${staleMs.toFixed(2)} ms per 401, one fresh group ${freshMs.toFixed(2)} ms`)
 })

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { Compile } from 'typebox/compile'
-import { PersonaEventEnvelope, toPersonaEvent } from '../../src/persona/event.js'
+import { isRedaction, PersonaEventEnvelope, toPersonaEvent } from '../../src/persona/event.js'
 
 const envelope = Compile(PersonaEventEnvelope)
 
@@ -32,8 +32,12 @@ t.test('the Persona fixtures, in every key inflection, are envelopes and read th
   for (const [file, key, expected] of cases) {
     const body = fixture(file)
     t.same(Object.keys((body as { data: { attributes: object } }).data.attributes).filter((k) => /^created/i.test(k)), [key], `${file} spells it ${key}`)
-    if (envelope.Check(body)) t.same(toPersonaEvent(body), expected, file)
-    else t.fail(`${file} is not an envelope`)
+    if (envelope.Check(body)) {
+      const { id, name, createdAt, object, attributes } = toPersonaEvent(body)
+      t.same({ id, name, createdAt }, expected, file)
+      t.match(object, { type: String, id: /^[a-z]+_/ }, `${file} names the object it is about`)
+      t.equal(attributes, (body as { data: { attributes: object } }).data.attributes, 'the attributes as parsed, for filters')
+    } else t.fail(`${file} is not an envelope`)
   }
 })
 
@@ -56,7 +60,41 @@ t.test('toPersonaEvent reads created-at, createdAt and created_at', async (t) =>
 t.test('toPersonaEvent returns the id and name as sent', async (t) => {
   const body = event({ name: 'report/crypto_address.ready' }, { id: 'evt_a-B_9' })
   if (!envelope.Check(body)) return t.fail('not an envelope')
-  t.same(toPersonaEvent(body), { id: 'evt_a-B_9', name: 'report/crypto_address.ready', createdAt: '2026-01-01T00:00:00.000Z' })
+  const { id, name, createdAt } = toPersonaEvent(body)
+  t.same({ id, name, createdAt }, { id: 'evt_a-B_9', name: 'report/crypto_address.ready', createdAt: '2026-01-01T00:00:00.000Z' })
+})
+
+t.test('the object is payload.data\'s type and id, when both are there and look like Persona\'s', async (t) => {
+  const cases: [string, unknown, { type: string; id: string } | undefined][] = [
+    ['an inquiry', { data: { type: 'inquiry', id: 'inq_ABC123' } }, { type: 'inquiry', id: 'inq_ABC123' }],
+    ['a report type with a slash', { data: { type: 'report/watchlist', id: 'rep_1' } }, { type: 'report/watchlist', id: 'rep_1' }],
+    ['no payload', undefined, undefined],
+    ['a payload that is not an object', 'inq_1', undefined],
+    ['no data', {}, undefined],
+    ['data is a list', { data: [{ type: 'inquiry', id: 'inq_1' }] }, undefined],
+    ['no id', { data: { type: 'inquiry' } }, undefined],
+    ['a numeric id', { data: { type: 'inquiry', id: 42 } }, undefined],
+    ['an id with a colon (it would be part of a Redis key)', { data: { type: 'inquiry', id: 'inq:1' } }, undefined],
+    ['an id too long', { data: { type: 'inquiry', id: `inq_${'x'.repeat(200)}` } }, undefined],
+    ['a type in capitals', { data: { type: 'Inquiry', id: 'inq_1' } }, undefined]
+  ]
+  for (const [label, payload, expected] of cases) {
+    const body = JSON.parse(JSON.stringify(event({ payload }))) as unknown
+    if (!envelope.Check(body)) {
+      t.fail(`${label}: not an envelope`)
+      continue
+    }
+    t.same(toPersonaEvent(body).object, expected, label)
+  }
+})
+
+t.test('a redaction is an <object>.redacted event that names its object', async (t) => {
+  const object = { type: 'inquiry', id: 'inq_1' }
+  t.ok(isRedaction({ name: 'inquiry.redacted', object }))
+  t.ok(isRedaction({ name: 'account.redacted', object: { type: 'account', id: 'act_1' } }))
+  t.notOk(isRedaction({ name: 'inquiry.redacted' }), 'no object: nothing to redact')
+  t.notOk(isRedaction({ name: 'inquiry.approved', object }))
+  t.notOk(isRedaction({ name: 'inquiry.redacted.not', object }))
 })
 
 t.test('bodies that are not Persona event envelopes are rejected', async (t) => {
@@ -113,7 +151,8 @@ t.test('unknown fields anywhere are accepted and ignored', async (t) => {
   }
   t.ok(envelope.Check(body))
   if (envelope.Check(body)) {
-    t.same(toPersonaEvent(body), { id: 'evt_Unknown000000000000', name: 'graph-query.cancelled', createdAt: '2026-01-01T00:00:00.000Z' })
+    const { id, name, createdAt, object } = toPersonaEvent(body)
+    t.same({ id, name, createdAt, object }, { id: 'evt_Unknown000000000000', name: 'graph-query.cancelled', createdAt: '2026-01-01T00:00:00.000Z', object: { type: 'brand-new-resource', id: 'x' } })
   }
   t.ok(envelope.Check(event({ payload: undefined })), 'the payload itself is not required')
   t.ok(envelope.Check(event({ name: 'a'.repeat(256) })), 'a name of 256 characters is allowed')

@@ -14,10 +14,13 @@ import {
   DeliverySchema,
   EventParams,
   EventSchema,
+  ObjectParams,
+  ObjectSchema,
   Retried,
   SubscriberList,
   SubscriberParams,
-  SubscriberSchema
+  SubscriberSchema,
+  type EventView
 } from './schemas.js'
 
 const Errors4xx = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
@@ -37,29 +40,51 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     return queue
   }
 
-  app.get('/events/:eventId', { schema: { params: EventParams, response: { 200: EventSchema, ...Errors4xx } } }, async (request) => {
-    const { eventId } = request.params
-    const [name, createdAt, receivedAt, subscribers, source] = await app.redis.hmget(
-      app.eventStore.keys.event(eventId), 'name', 'createdAt', 'receivedAt', 'subscribers', 'source'
+  /** An event and each routed subscriber's delivery of it; undefined once nothing of it is left. */
+  async function eventView(eventId: string): Promise<EventView | undefined> {
+    const [name, createdAt, receivedAt, subscribers, source, filtered, objectType, objectId, redacted] = await app.redis.hmget(
+      app.eventStore.keys.event(eventId), 'name', 'createdAt', 'receivedAt', 'subscribers', 'source', 'filtered', 'objectType', 'objectId', 'redacted'
     )
     const routed = typeof subscribers === 'string' ? subscribers.split(',').filter(Boolean) : [...queues.keys()]
     const deliveries: DeliveryView[] = []
-    for (const subscriber of routed) {
+    const skipped = routed.length > 0 ? await app.redis.hmget(app.eventStore.keys.event(eventId), ...routed.map((subscriber) => `skip:${subscriber}`)) : []
+    for (const [index, subscriber] of routed.entries()) {
       const queue = queues.get(subscriber)
       const delivery = queue ? await getDelivery(app.redis, queue, completions, subscriber, eventId) : undefined
       if (delivery) deliveries.push(delivery)
-      else if (name) deliveries.push(notYetQueued(subscriber, eventId, name, receivedAt ?? ''))
+      else if (skipped[index] === 'stale') deliveries.push({ ...unattempted(subscriber, eventId, name!, receivedAt ?? '', 'skipped'), skipReason: 'stale' })
+      else if (name) deliveries.push(unattempted(subscriber, eventId, name, receivedAt ?? '', 'unknown'))
+    }
+    for (const subscriber of filtered?.split(',').filter(Boolean) ?? []) {
+      deliveries.push({ ...unattempted(subscriber, eventId, name!, receivedAt ?? '', 'skipped'), skipReason: 'filtered' })
     }
     // The id record expires after DEDUPE_TTL_SECONDS; a dead letter may outlive it.
-    if (!name && deliveries.length === 0) throw new Errors.EVENT_NOT_FOUND()
+    if (!name && deliveries.length === 0) return undefined
     return {
       id: eventId,
       name: name ?? deliveries[0]!.eventName,
       createdAt: createdAt ?? '',
       receivedAt: receivedAt ?? '',
       source: source ?? 'webhook',
+      ...(objectType && objectId ? { object: { type: objectType, id: objectId } } : {}),
+      ...(redacted ? { bodyRedacted: true as const } : {}),
       deliveries
     }
+  }
+
+  app.get('/events/:eventId', { schema: { params: EventParams, response: { 200: EventSchema, ...Errors4xx } } }, async (request) => {
+    const view = await eventView(request.params.eventId)
+    if (!view) throw new Errors.EVENT_NOT_FOUND()
+    return view
+  })
+
+  app.get('/objects/:objectId', { schema: { params: ObjectParams, response: { 200: ObjectSchema, ...Errors4xx } } }, async (request) => {
+    const { objectId } = request.params
+    // Members whose records expired are skipped; the index itself expires with its newest event.
+    const ids = await app.redis.zrevrange(app.eventStore.keys.object(objectId), 0, OBJECT_EVENTS_SHOWN - 1)
+    const events = (await Promise.all(ids.map(eventView))).filter((view): view is EventView => view?.object !== undefined)
+    if (events.length === 0) throw new Errors.OBJECT_NOT_FOUND()
+    return { id: objectId, type: events[0]!.object!.type, events }
   })
 
   app.get('/deliveries', { schema: { querystring: DeliveryListQuery, response: { 200: DeliveryList, ...Errors4xx } } }, async (request) => {
@@ -77,6 +102,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     if (!job && parsed && queue && (await completions.get(parsed.subscriber, parsed.eventId))) throw new Errors.DELIVERY_NOT_FAILED()
     if (!parsed || !queue || !job) throw new Errors.DELIVERY_NOT_FOUND()
     if ((await job.getState()) !== 'failed') throw new Errors.DELIVERY_NOT_FAILED()
+    if (await app.redis.hexists(app.eventStore.keys.event(parsed.eventId), 'redacted')) throw new Errors.EVENT_REDACTED()
     await replay(job)
     request.log.info({ delivery: request.params.deliveryId }, 'admin: delivery re-queued')
     return reply.code(202).send((await getDelivery(app.redis, queue, completions, parsed.subscriber, parsed.eventId))!)
@@ -125,6 +151,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
       name,
       url: withoutCredentials(subscriber.url),
       patterns: subscriber.patterns,
+      ...(subscriber.filter ? { filter: subscriber.filter } : {}),
+      ...(subscriber.rateLimit ? { rateLimit: subscriber.rateLimit.text } : {}),
       state: state.paused ? ('paused' as const) : ('active' as const),
       ...(state.reason ? { pauseReason: state.reason } : {}),
       ...(state.since ? { pausedSince: state.since } : {}),
@@ -140,14 +168,17 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
   }
 }
 
-/** A routed delivery whose job fan-out has not created yet, or whose history has expired. */
-function notYetQueued(subscriber: string, eventId: string, eventName: string, receivedAt: string): DeliveryView {
+/** The most events one object's view lists, newest first. */
+const OBJECT_EVENTS_SHOWN = 200
+
+/** A delivery with no attempt: not queued yet or its history expired (`unknown`), or refused by a filter (`skipped`). */
+function unattempted(subscriber: string, eventId: string, eventName: string, receivedAt: string, state: 'unknown' | 'skipped'): DeliveryView {
   return {
     id: deliveryId(subscriber, eventId),
     subscriber,
     eventId,
     eventName,
-    state: 'unknown',
+    state,
     attemptsMade: 0,
     maxAttempts: 0,
     queuedAt: receivedAt,

@@ -1,4 +1,5 @@
-import Type from 'typebox'
+import Type, { type Static } from 'typebox'
+import { OBJECT_ID_PATTERN } from '../../persona/event.js'
 import { AttemptSchema, DELIVERY_STATES, DeliverySchema } from '../../delivery/types.js'
 
 const IsoTime = Type.String({ format: 'date-time' })
@@ -11,9 +12,25 @@ export const EventSchema = Type.Object({
   createdAt: Type.String(),
   receivedAt: Type.String(),
   source: Type.String(),
-  /** One per subscriber the event was routed to; `unknown` until fan-out has queued it or once its history expired. */
+  /** The Persona object the event is about (`payload.data`), when it names one. */
+  object: Type.Optional(Type.Object({ type: Type.String(), id: Type.String() })),
+  /** Persona redacted the object: the relay removed the body, and keeps only this metadata. */
+  bodyRedacted: Type.Optional(Type.Literal(true)),
+  /**
+   * One per subscriber the event was routed to; `unknown` until fan-out has queued it or once its
+   * history expired; `skipped` for a subscriber whose payload filter refused it.
+   */
   deliveries: Type.Array(DeliverySchema)
 })
+export type EventView = Static<typeof EventSchema>
+
+export const ObjectSchema = Type.Object({
+  id: Type.String(),
+  type: Type.String(),
+  /** Newest `created-at` first. */
+  events: Type.Array(EventSchema)
+})
+export const ObjectParams = Type.Object({ objectId: Type.String({ pattern: OBJECT_ID_PATTERN }) })
 
 // As config/ and persona/event.ts take them. A delivery's job id is its event id, and BullMQ keeps its
 // own keys (`events`, `meta`, `id`…) beside a queue's jobs: any other id could read one of those.
@@ -57,6 +74,10 @@ export const SubscriberSchema = Type.Object({
   name: Type.String(),
   url: Type.String(),
   patterns: Type.Array(Type.String()),
+  /** SUBSCRIBER_<NAME>_FILTER as configured. */
+  filter: Type.Optional(Type.String()),
+  /** SUBSCRIBER_<NAME>_RATE_LIMIT as configured (`50/s`). */
+  rateLimit: Type.Optional(Type.String()),
   state: Type.Enum(['active', 'paused']),
   pauseReason: Type.Optional(Type.Enum(['breaker', 'manual'])),
   pausedSince: Type.Optional(Type.String()),

@@ -67,7 +67,7 @@ t.test('a delivery that spent every attempt is failed and exhausted, and the vie
   })
   const id = uniqueEventId()
   const body = personaEvent(id, 'inquiry.approved', {
-    payload: { data: { type: 'inquiry', id: 'inq_privateMarker42', attributes: { 'name-first': 'Zoë', 'name-last': 'Ångström-Marker', 'email-address': 'zoe.marker@example.com', birthdate: '1990-04-01' } } }
+    payload: { data: { type: 'inquiry', id: 'inq_Q1w2e3', attributes: { 'name-first': 'Zoë', 'name-last': 'Ångström-Marker', 'email-address': 'zoe.marker@example.com', birthdate: '1990-04-01' } } }
   })
   await postEvent(app, body)
   const job = await waitForJob(app, 'CRM', id, 'failed')
@@ -90,7 +90,8 @@ t.test('a delivery that spent every attempt is failed and exhausted, and the vie
       ]
     }]
   })
-  for (const secret of ['payload', 'inq_privateMarker42', 'Zoë', 'Ångström', 'Marker', 'zoe.marker@example.com', '1990-04-01', '"body"']) {
+  t.same(JSON.parse(response.body).object, { type: 'inquiry', id: 'inq_Q1w2e3' }, 'the object id is metadata, and shown')
+  for (const secret of ['payload', 'Zoë', 'Ångström', 'Marker', 'zoe.marker@example.com', '1990-04-01', '"body"']) {
     t.notOk(response.body.includes(secret), `no ${secret} in the event view`)
   }
 })
@@ -152,7 +153,9 @@ t.test('an event routed to no subscriber is shown with no deliveries', async (t)
   await postEvent(app, personaEvent(id, 'account.created'))
 
   const view = await eventView(app, id)
-  t.same(view, { id, name: 'account.created', createdAt: '2026-11-27T10:00:00.000Z', receivedAt: view.receivedAt, source: 'webhook', deliveries: [] })
+  t.same(view, {
+    id, name: 'account.created', createdAt: '2026-11-27T10:00:00.000Z', receivedAt: view.receivedAt, source: 'webhook', object: { type: 'inquiry', id: 'inq_test' }, deliveries: []
+  })
   t.ok(ms(view.receivedAt) <= Date.now())
   t.equal(subscriber.received.length, 0)
 })

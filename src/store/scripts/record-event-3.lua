@@ -1,0 +1,40 @@
+-- Records an event once and queues it for fan-out, atomically (store/event-store.ts).
+-- KEYS: event record, intake stream, the index of the event's Persona object.
+-- ARGV: id, name, createdAt, receivedAt, subscribers (comma-separated, '' for none), body, source,
+-- TTL in seconds, filtered subscribers (comma-separated), object type, object id ('' for none),
+-- the object index's score (created-at in ms), '1' when the event redacts its object. Returns 1, or
+-- 0 for a duplicate. A redaction is queued even when no subscriber wants it: fan-out carries it out.
+-- The body travels in the stream entry: a delivery that needs it later (a retry) keeps it in a key
+-- of its own (hold-body-2.lua). `v` 2 marks this layout; records without it are older.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = {'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7], 'v', '2'}
+if ARGV[9] ~= '' then
+  table.insert(fields, 'filtered')
+  table.insert(fields, ARGV[9])
+end
+if ARGV[11] ~= '' then
+  table.insert(fields, 'objectType')
+  table.insert(fields, ARGV[10])
+  table.insert(fields, 'objectId')
+  table.insert(fields, ARGV[11])
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+if ARGV[11] ~= '' then
+  -- The index lives as long as its newest event's record; older members outlive theirs, and readers skip them.
+  redis.call('ZADD', KEYS[3], ARGV[12], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+end
+if ARGV[5] ~= '' or ARGV[13] == '1' then
+  local entry = {'id', ARGV[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7], 'body', ARGV[6]}
+  if ARGV[11] ~= '' then
+    table.insert(entry, 'objectId')
+    table.insert(entry, ARGV[11])
+  end
+  if ARGV[13] == '1' then
+    table.insert(entry, 'redacts')
+    table.insert(entry, ARGV[11])
+  end
+  redis.call('XADD', KEYS[2], '*', unpack(entry))
+end
+return 1
