@@ -147,10 +147,11 @@ try {
       }
     }
     const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length
-    const plain = mean((runs.get(variants[0]!) ?? []).map((run) => run.microsPerDelivered))
-    process.stdout.write(`\n| ${label} | CPU per event delivered to three | × ${variants[0]} | Redis commands per event |\n|---|---|---|---|\n`)
+    const key = role === 'intake' || rate === 0 ? 'micros' : 'microsPerDelivered'
+    const plain = mean((runs.get(variants[0]!) ?? []).map((run) => run[key]))
+    process.stdout.write(`\n| ${label} | CPU per ${key === 'micros' ? 'request' : 'event delivered to three'} | × ${variants[0]} | Redis commands per event |\n|---|---|---|---|\n`)
     for (const [variant, measured] of runs) {
-      const micros = mean(measured.map((run) => run.microsPerDelivered))
+      const micros = mean(measured.map((run) => run[key]))
       process.stdout.write(`| ${variant} | ${micros.toFixed(0)} µs | ${(micros / plain).toFixed(2)}× | ${measured.at(-1)!.commands} |\n`)
     }
   } else if (baseline) {

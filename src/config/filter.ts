@@ -32,7 +32,19 @@ export function compileFilter(text: string): EventFilter | string {
   } catch (error) {
     return (error as Error).message
   }
-  return (attributes) => matches(kebabKeys(attributes))
+  return (attributes) => matches(kebabOnce(attributes))
+}
+
+/** An event's attributes in kebab-case, made once however many subscribers' filters read them. */
+const kebabCopies = new WeakMap<object, unknown>()
+
+function kebabOnce(attributes: Record<string, unknown>): unknown {
+  let copy = kebabCopies.get(attributes)
+  if (copy === undefined) {
+    copy = kebabKeys(attributes)
+    kebabCopies.set(attributes, copy)
+  }
+  return copy
 }
 
 const PROBE_VALUES: unknown[] = [1, 'x', true, null, [1], { x: 1 }]
