@@ -1,14 +1,16 @@
-// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR] [--variants plain,filter,ordering]`:
+// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR] [--variants plain,filter,ordering,tracing]`:
 // CPU profile of a relay process under the bench's load, summarised as self time by package and by
 // function, with its CPU cost per request next to the framework floor's. `--role worker` profiles
 // a ROLE=worker process fed by an unprofiled ROLE=intake one; `--rate` sends at a fixed rate
 // instead of autocannon's closed loop. `--baseline` names another checkout with a built dist/ (an
 // earlier commit, say): both are measured in turns in this one run, and the ratio is reported,
 // with the Redis memory each takes per event waiting for delivery. `--variants` measures this
-// checkout with every subscriber plain, with a payload filter that lets every event through, and
-// with per-object ordering, in turns in this one run: what each feature costs per event.
+// checkout with every subscriber plain, with a payload filter that lets every event through, with
+// per-object ordering, and with tracing on, in turns in this one run: what each feature costs per event.
 // The before/after records in BENCHMARKS.md come from it.
 import { readdirSync, readFileSync, mkdtempSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
@@ -23,11 +25,27 @@ const rate = Number(argument('rate', '0'))
 const baseline = argument('baseline', '')
 const variants = argument('variants', '').split(',').filter(Boolean)
 
-/** What each variant adds to every subscriber's settings (the bench's events are all `inquiry.approved`, each about its own inquiry). */
-const VARIANT_SETTINGS: Record<string, Record<string, string>> = {
+/**
+ * What each variant adds to every subscriber's settings (the bench's events are all
+ * `inquiry.approved`, each about its own inquiry), or to the relay's: `tracing` exports to an OTLP
+ * sink in this process that reads and drops what it is sent.
+ */
+const VARIANTS: Record<string, { subscriber?: Record<string, string>; relay?: Record<string, string> }> = {
   plain: {},
-  filter: { FILTER: JSON.stringify({ 'payload.data.attributes.status': 'approved', 'payload.data.attributes.reference-id': { $regex: '^user_' } }) },
-  ordering: { ORDERING: 'object' }
+  filter: { subscriber: { FILTER: JSON.stringify({ 'payload.data.attributes.status': 'approved', 'payload.data.attributes.reference-id': { $regex: '^user_' } }) } },
+  ordering: { subscriber: { ORDERING: 'object' } },
+  tracing: { relay: { OTEL_EXPORTER_OTLP_ENDPOINT: 'sink' } }
+}
+
+async function startOtlpSink(): Promise<string> {
+  const server = createServer((request, response) => {
+    request.resume()
+    request.on('end', () => response.writeHead(200).end())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  server.unref()
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`
 }
 
 interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }
@@ -73,11 +91,13 @@ async function commandCounts(client: Redis): Promise<Map<string, number>> {
 interface Measurement { rps: number; micros: number; microsPerDelivered: number; delivered: number; cpu: string; commands: string }
 
 /** One run of the relay built in `root`: its CPU per request, per event delivered, and Redis commands. */
-async function measure(root: string, redis: BenchRedis, subscribers: Subscribers, profileDir?: string, settings: Record<string, string> = {}): Promise<Measurement> {
+async function measure(
+  root: string, redis: BenchRedis, subscribers: Subscribers, profileDir?: string, settings: { subscriber?: Record<string, string>; relay?: Record<string, string> } = {}
+): Promise<Measurement> {
   const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
   const envOf = (relayRole: string) => {
-    const env = relayEnv(redis, subscribers, relayRole)
-    for (const name of Object.keys(subscribers.ports)) for (const [key, value] of Object.entries(settings)) env[`SUBSCRIBER_${name}_${key}`] = value
+    const env = { ...relayEnv(redis, subscribers, relayRole), ...settings.relay }
+    for (const name of Object.keys(subscribers.ports)) for (const [key, value] of Object.entries(settings.subscriber ?? {})) env[`SUBSCRIBER_${name}_${key}`] = value
     return env
   }
   const relays: Relay[] = role === 'worker'
@@ -140,8 +160,9 @@ try {
     const runs = new Map<string, Measurement[]>(variants.map((variant) => [variant, []]))
     for (let round = 1; round <= 2; round++) {
       for (const variant of variants) {
-        const settings = VARIANT_SETTINGS[variant]
-        if (!settings) throw new Error(`unknown variant ${variant}: plain, filter or ordering`)
+        const settings = VARIANTS[variant]
+        if (!settings) throw new Error(`unknown variant ${variant}: ${Object.keys(VARIANTS).join(', ')}`)
+        if (settings.relay?.OTEL_EXPORTER_OTLP_ENDPOINT === 'sink') settings.relay.OTEL_EXPORTER_OTLP_ENDPOINT = await startOtlpSink()
         runs.get(variant)!.push(await measure(ROOT, redis, subscribers.ready, undefined, settings))
         process.stdout.write(describe(`${variant} ${label}, round ${round}`, runs.get(variant)!.at(-1)!, floorLoad.rps))
       }

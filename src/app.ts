@@ -11,6 +11,7 @@ import { intakeRoutes } from './intake/route.js'
 import { healthRoutes } from './ops/health.js'
 import { metricsPlugin } from './ops/metrics.js'
 import { adminRoutes } from './ops/admin/routes.js'
+import './trace-context.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -103,6 +104,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     )
   })
 
+  // Before every route, which the request spans wrap; loaded only when configured.
+  const tracing = config.tracing ? (await import('./ops/tracing.js')).startTracing(config.tracing) : undefined
+  app.decorate('tracer', tracing?.tracer)
+  if (tracing) {
+    await app.register(tracing.plugin)
+    app.addHook('onClose', () => tracing.shutdown())
+  }
   await app.register(redisPlugin, { url: config.redis.url })
   await app.register(metricsPlugin, { metricsPort: config.metricsPort, host: config.host })
   await app.register(eventStorePlugin, { prefix: config.redis.prefix, dedupeTtlSeconds: config.dedupeTtlSeconds })

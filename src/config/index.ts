@@ -69,6 +69,8 @@ export interface Config {
   personaApi: PersonaApiConfig | undefined
   /** How often the worker role backfills on its own; undefined: only when asked. */
   backfillIntervalMs: number | undefined
+  /** OpenTelemetry tracing; undefined (off) without an OTLP endpoint, or with OTEL_SDK_DISABLED=true. */
+  tracing: { protocol: 'http/protobuf' | 'http/json'; serviceName: string } | undefined
 }
 
 export interface PersonaApiConfig {
@@ -162,7 +164,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           keyInflection: global.PERSONA_API_KEY_INFLECTION
         }
       : undefined,
-    backfillIntervalMs: global.BACKFILL_INTERVAL_SECONDS === undefined ? undefined : Math.round(global.BACKFILL_INTERVAL_SECONDS * 1000)
+    backfillIntervalMs: global.BACKFILL_INTERVAL_SECONDS === undefined ? undefined : Math.round(global.BACKFILL_INTERVAL_SECONDS * 1000),
+    tracing: (global.OTEL_EXPORTER_OTLP_ENDPOINT || global.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) && !global.OTEL_SDK_DISABLED
+      ? { protocol: global.OTEL_EXPORTER_OTLP_PROTOCOL, serviceName: global.OTEL_SERVICE_NAME }
+      : undefined
   }
 }
 

@@ -57,7 +57,13 @@ export const EnvSchema = Type.Object({
   PERSONA_API_VERSION: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]+$' })),
   PERSONA_API_KEY_INFLECTION: Type.Optional(Type.Enum(['camel', 'kebab', 'snake'])),
   /** Continuous backfill in the worker role; unset, backfill runs only when asked. */
-  BACKFILL_INTERVAL_SECONDS: Type.Optional(Type.Number({ exclusiveMinimum: 0 }))
+  BACKFILL_INTERVAL_SECONDS: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  // OpenTelemetry's own variables (the SDK reads the rest, OTEL_BSP_* and OTEL_EXPORTER_OTLP_HEADERS among them).
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_PROTOCOL: Type.Enum(['http/protobuf', 'http/json'], { default: 'http/protobuf' }),
+  OTEL_SERVICE_NAME: Type.String({ minLength: 1, default: 'persona-relay' }),
+  OTEL_SDK_DISABLED: Type.Boolean({ default: false })
 })
 
 export type Env = Static<typeof EnvSchema>

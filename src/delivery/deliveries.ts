@@ -96,12 +96,14 @@ export async function getDelivery(
   subscriber: string,
   eventId: string
 ): Promise<DeliveryView | undefined> {
-  const job = await queue.getJob(eventId)
+  // The state before the job: a job read first could be failed by the time its state is, and show
+  // the previous attempt's reason as the dead letter's. Read after, the job is as new as its state.
+  const [state, paused] = await Promise.all([queue.getJobState(eventId), queue.isPaused()])
+  const job = state === 'unknown' ? undefined : await queue.getJob(eventId)
   if (!job) {
     const record = await completions.get(subscriber, eventId)
     return record ? completedView(subscriber, record) : undefined
   }
-  const [state, paused] = await Promise.all([job.getState(), queue.isPaused()])
   return toView(redis, queue, subscriber, job, stateOf(state, paused))
 }
 

@@ -289,7 +289,8 @@ function toRoutedEvent(record: Record<string, string>): RoutedEvent {
       eventName: record.name ?? '',
       createdAt: record.createdAt ?? '',
       receivedAt: record.receivedAt ?? '',
-      source: record.source ?? 'webhook'
+      source: record.source ?? 'webhook',
+      ...(record.traceparent ? { traceparent: record.traceparent } : {})
     },
     objectId: record.objectId,
     // A redaction no subscriber wants is queued with none, for fan-out to carry out.

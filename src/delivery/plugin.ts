@@ -91,7 +91,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
       const rateLimits = new Map(config.subscribers.flatMap((subscriber) => subscriber.rateLimit
         ? [[subscriber.name, new RateLimit(records, app.eventStore.keys.subscriber(subscriber.name).rate, subscriber.rateLimit.intervalMs)] as const]
         : []))
-      const context = { log: app.log, metrics: app.metrics }
+      const context = { log: app.log, metrics: app.metrics, tracer: app.tracer }
       const ordering = new Ordering(records, app.eventStore.keys, config.dedupeTtlSeconds)
       const workerOptions = new Map<string, RetryWorkerOptions>()
       for (const subscriber of config.subscribers) {

@@ -74,6 +74,8 @@ export interface DeliveryData {
   source: string
   /** The Persona object the event is about, when it names one: what ordered subscribers order by. */
   objectId?: string
+  /** The intake span's W3C traceparent (tracing on): each attempt's span links to it. */
+  traceparent?: string
   /** The first attempt, made by fan-out, when it failed and handed the delivery to its queue. */
   firstAttempt?: AttemptRecord
   /** What retry-policy.ts made of that attempt (a 410, or a Retry-After to honour). */

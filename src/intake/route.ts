@@ -8,6 +8,8 @@ import { createEventRouter } from '../config/routing.js'
 import { createAllowlist } from '../persona/source-allowlist.js'
 import { outcomeOfError, type IntakeOutcome } from './outcome.js'
 import { verifyPersonaSignature } from './verify-signature.js'
+import { traceparentOf } from '../trace-context.js'
+import type { FastifyRequest } from 'fastify'
 
 const Received = Type.Object({
   received: Type.Literal(true),
@@ -26,6 +28,13 @@ declare module 'fastify' {
     intake: IntakeContext | null
     rawBody?: Buffer
   }
+}
+
+/** The request span's context, kept with the event so that every attempt, on any instance, links back to it. */
+function traceparentOfRequest(request: FastifyRequest): string | undefined {
+  if (!request.server.tracer) return undefined
+  const span = request.opentelemetry().span
+  return span ? traceparentOf(span.spanContext()) : undefined
 }
 
 /** `POST {PERSONA_WEBHOOK_PATH}`: verify, validate, record once, acknowledge. */
@@ -68,6 +77,17 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       onError: async (request, _reply, error) => {
         if (request.intake) request.intake.outcome = outcomeOfError(toServiceError(error))
       },
+      // The request's span (tracing on) says what became of the webhook; it ends before onResponse.
+      ...(app.tracer ? {
+        onSend: async (request: FastifyRequest) => {
+          const intake = request.intake ?? {}
+          request.opentelemetry().span?.setAttributes({
+            'persona.event.id': intake.eventId ?? '',
+            'persona.event.name': intake.eventName ?? '',
+            'persona_relay.intake.outcome': intake.outcome ?? 'error'
+          })
+        }
+      } : {}),
       onResponse: async (request, reply) => {
         const intake = request.intake ?? {}
         const headers = request.headers
@@ -97,7 +117,7 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       const routing = routeEvent(event)
       let recorded: Awaited<ReturnType<typeof app.eventStore.record>>
       try {
-        recorded = await app.eventStore.record({ ...event, ...routing, body: raw.toString('utf8'), source: 'webhook' })
+        recorded = await app.eventStore.record({ ...event, ...routing, body: raw.toString('utf8'), source: 'webhook', traceparent: traceparentOfRequest(request) })
       } catch (error) {
         request.log.warn({ eventId: event.id, err: { message: (error as Error).message } }, 'event store unavailable')
         throw new Errors.STORE_UNAVAILABLE()

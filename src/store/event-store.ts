@@ -16,6 +16,8 @@ export interface IncomingEvent {
   /** The Persona object it is about, indexed by `created-at`. */
   object?: PersonaObject | undefined
   source: 'webhook' | 'backfill'
+  /** The intake span's W3C traceparent, with tracing on: every attempt's span links to it. */
+  traceparent?: string | undefined
 }
 
 export type RecordOutcome = 'recorded' | 'duplicate'
@@ -68,7 +70,8 @@ export class EventStore {
       event.object?.type ?? '',
       event.object?.id ?? '',
       Number.isNaN(createdAtMs) ? receivedAt.getTime() : createdAtMs,
-      isRedaction(event) ? '1' : ''
+      isRedaction(event) ? '1' : '',
+      event.traceparent ?? ''
     ]
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(() => this.flush())

@@ -507,6 +507,16 @@ t.test('SUBSCRIBER_<NAME>_ORDERING=object orders by object, with a window of 0 a
   t.same(load({ ...base, SUBSCRIBER_S_ORDERING: 'object', SUBSCRIBER_S_ORDERING_WINDOW_MS: '250', SUBSCRIBER_S_STALE: 'skip' }).subscribers[0]?.ordering, { windowMs: 250, stale: 'skip' })
 })
 
+t.test('tracing is on with an OTLP endpoint, unless OTEL_SDK_DISABLED, over http/protobuf unless told http/json', async (t) => {
+  t.equal(load({}).tracing, undefined, 'no endpoint: off')
+  t.same(load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).tracing, { protocol: 'http/protobuf', serviceName: 'persona-relay' })
+  t.same(load({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_SERVICE_NAME: 'relay-eu' }).tracing,
+    { protocol: 'http/json', serviceName: 'relay-eu' })
+  t.equal(load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing, undefined, 'disabled: off')
+  t.match(problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }).problems, [/^OTEL_EXPORTER_OTLP_PROTOCOL: /], 'grpc is not offered')
+  t.match(problemsOf({ PERSONA_WEBHOOK_SECRET: SECRET, OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }).problems, [/^OTEL_EXPORTER_OTLP_ENDPOINT: /])
+})
+
 t.test('an invalid SUBSCRIBER_<NAME>_FILTER is a ConfigError whose message names the variable', async (t) => {
   const cases: [string, string, RegExp][] = [
     ['bad JSON', '{"payload.data.attributes.status":approved}', /not JSON \(/],

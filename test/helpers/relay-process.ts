@@ -10,7 +10,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 // Node 20 cannot run TypeScript by itself: a child loads the same TypeScript loader tap gave this process.
 const LOADER = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript') || arg === '--enable-source-maps')
 export const LOADER_ARGS = LOADER.length > 0 ? LOADER : ['--import=@tapjs/typescript/import']
-const RELAY_SETTING = /^(PORT|HOST|REQUEST_TIMEOUT_MS|MAX_CONNECTIONS|LOG_LEVEL|ROLE|ADMIN_TOKEN|TRUST_PROXY|METRICS_PORT|REDIS_|PERSONA_|SUBSCRIBER_|DELIVERY_|DEDUPE_|BODY_LIMIT_|DEAD_LETTER_|SHUTDOWN_|RETENTION_|BREAKER_|BACKFILL_)/
+const RELAY_SETTING = /^(PORT|HOST|REQUEST_TIMEOUT_MS|MAX_CONNECTIONS|LOG_LEVEL|ROLE|ADMIN_TOKEN|TRUST_PROXY|METRICS_PORT|REDIS_|PERSONA_|SUBSCRIBER_|DELIVERY_|DEDUPE_|BODY_LIMIT_|DEAD_LETTER_|SHUTDOWN_|RETENTION_|BREAKER_|BACKFILL_|OTEL_)/
 
 export interface RelayProcess {
   name: string

@@ -2,7 +2,8 @@
 -- KEYS: event record, intake stream, the index of the event's Persona object.
 -- ARGV: id, name, createdAt, receivedAt, subscribers (comma-separated, '' for none), body, source,
 -- TTL in seconds, filtered subscribers (comma-separated), object type, object id ('' for none),
--- the object index's score (created-at in ms), '1' when the event redacts its object. Returns 1, or
+-- the object index's score (created-at in ms), '1' when the event redacts its object, the intake
+-- span's traceparent ('' without tracing). Returns 1, or
 -- 0 for a duplicate. A redaction is queued even when no subscriber wants it: fan-out carries it out.
 -- The body travels in the stream entry: a delivery that needs it later (a retry) keeps it in a key
 -- of its own (hold-body-2.lua). `v` 2 marks this layout; records without it are older.
@@ -34,6 +35,10 @@ if ARGV[5] ~= '' or ARGV[13] == '1' then
   if ARGV[13] == '1' then
     table.insert(entry, 'redacts')
     table.insert(entry, ARGV[11])
+  end
+  if ARGV[14] ~= '' then
+    table.insert(entry, 'traceparent')
+    table.insert(entry, ARGV[14])
   end
   redis.call('XADD', KEYS[2], '*', unpack(entry))
 end
