@@ -2,6 +2,7 @@ import { SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SubscriberConfig } from '../config/index.js'
 import type { RelayMetrics } from '../ops/metrics.js'
+import type { Activity } from './activity.js'
 import { attemptRecord } from './attempts.js'
 import { judgeAttempt } from './retry-policy.js'
 import { sendDelivery } from './sender.js'
@@ -14,6 +15,8 @@ export interface AttemptContext {
   metrics: RelayMetrics
   /** With tracing on: each attempt is a span, linked to the event's intake span. */
   tracer?: Tracer | undefined
+  /** Per-minute counts of delivered and failed attempts, for the console. */
+  activity?: Activity | undefined
 }
 
 /**
@@ -26,7 +29,7 @@ export async function attempt(
   data: DeliveryData,
   body: string,
   attemptNumber: number,
-  { log, metrics, tracer }: AttemptContext,
+  { log, metrics, tracer, activity }: AttemptContext,
   { probe = false, stale = false }: { probe?: boolean; stale?: boolean } = {}
 ): Promise<AttemptReport> {
   const startedAt = new Date()
@@ -35,6 +38,7 @@ export async function attempt(
   const verdict = judgeAttempt(result, Date.now())
   const outcome = verdict.kind === 'gone' ? 'gone' : result.outcome
   metrics.attempt(subscriber.name, outcome, result.durationMs / 1000)
+  activity?.count(subscriber.name, verdict.kind === 'delivered' ? 'delivered' : 'failed')
   if (verdict.kind === 'delivered') metrics.delivered(subscriber.name, data.receivedAt)
   log.info(
     {

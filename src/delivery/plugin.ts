@@ -5,6 +5,7 @@ import { Completions } from '../store/completions.js'
 import { EventBodies } from '../store/event-bodies.js'
 import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
 import { withScripts } from '../store/scripts.js'
+import { Activity } from './activity.js'
 import { deliveryCounts } from './deliveries.js'
 import { ABANDONED_AFTER_MS, Fanout } from './fanout.js'
 import { FirstAttempts } from './first-attempt.js'
@@ -86,12 +87,14 @@ export const deliveryPlugin = fp<{ config: Config }>(
     const workers: Worker[] = []
     let fanout: Fanout | undefined
     let stopMaintenance: () => Promise<void> = async () => {}
+    let activity: Activity | undefined
     if (delivers) {
       const slots = new Map(config.subscribers.map((subscriber) => [subscriber.name, new Slots(subscriber.concurrency)]))
       const rateLimits = new Map(config.subscribers.flatMap((subscriber) => subscriber.rateLimit
         ? [[subscriber.name, new RateLimit(records, app.eventStore.keys.subscriber(subscriber.name).rate, subscriber.rateLimit.intervalMs)] as const]
         : []))
-      const context = { log: app.log, metrics: app.metrics, tracer: app.tracer }
+      activity = new Activity(records, app.eventStore.keys)
+      const context = { log: app.log, metrics: app.metrics, tracer: app.tracer, activity }
       const ordering = new Ordering(records, app.eventStore.keys, config.dedupeTtlSeconds)
       const workerOptions = new Map<string, RetryWorkerOptions>()
       for (const subscriber of config.subscribers) {
@@ -163,6 +166,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
       // close() waits for attempts in flight; anything cut off by a hard stop returns to the queue
       // when its lock expires.
       await Promise.all(workers.map((worker) => worker.close()))
+      await activity?.close()
       await Promise.all([...queues.values()].map((queue) => queue.close()))
       await Promise.all([connection, records].map((client) => client.quit().catch(() => client.disconnect())))
     })

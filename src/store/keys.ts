@@ -21,6 +21,8 @@ export function storeKeys(prefix: string) {
       byTime: `${prefix}:delivered:${subscriber}`,
       records: `${prefix}:delivered:${subscriber}:records`
     }),
+    /** One subscriber's delivered and failed attempts in one minute (epoch minutes), for the console's chart. */
+    activity: (subscriber: string, minute: number) => `${prefix}:activity:${subscriber}:${minute}`,
     /** One subscriber's pause, circuit breaker, probe and rate-limit state. */
     subscriber: (subscriber: string) => ({
       pause: `${prefix}:subscriber:${subscriber}:pause`,

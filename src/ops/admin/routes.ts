@@ -3,10 +3,12 @@ import type { Config } from '../../config/index.js'
 import { ErrorResponse, Errors } from '../../errors.js'
 import { deliveryCounts, getDelivery, listDeliveries, retryFailedDeliveries } from '../../delivery/deliveries.js'
 import { replay } from '../../delivery/queue.js'
+import { activityOf } from '../../delivery/activity.js'
 import { deliveryId, parseDeliveryId, type DeliveryView } from '../../delivery/types.js'
 import { backfillRoutes } from './backfill-routes.js'
 import { bearerTokenMatches } from './bearer-token.js'
 import {
+  ActivitySchema,
   BulkRetryBody,
   DeliveryList,
   DeliveryListQuery,
@@ -130,6 +132,12 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
   app.get('/subscribers', { schema: { response: { 200: SubscriberList, ...Errors4xx } } }, async () => ({
     subscribers: await Promise.all(config.subscribers.map((subscriber) => describeSubscriber(subscriber.name)))
   }))
+
+  app.get('/subscribers/:name/activity', { schema: { params: SubscriberParams, response: { 200: ActivitySchema, ...Errors4xx } } }, async (request) => {
+    const { name } = request.params
+    queueOf(name)
+    return { subscriber: name, minutes: await activityOf(app.redis, app.eventStore.keys, name) }
+  })
 
   for (const action of ['pause', 'resume'] as const) {
     app.post(`/subscribers/:name/${action}`, { schema: { params: SubscriberParams, response: { 200: SubscriberSchema, ...Errors4xx } } }, async (request) => {

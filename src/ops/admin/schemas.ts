@@ -108,3 +108,9 @@ export const BackfillBody = Type.Object(
 export const BackfillParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) })
 
 export { BackfillJobSchema } from '../../backfill/jobs.js'
+
+/** One subscriber's attempts per minute over the last hour, oldest first. */
+export const ActivitySchema = Type.Object({
+  subscriber: Type.String(),
+  minutes: Type.Array(Type.Object({ at: IsoTime, delivered: Type.Integer(), failed: Type.Integer() }))
+})
