@@ -14,7 +14,7 @@ import { Ordering } from './ordering.js'
 import { Outcomes } from './outcomes.js'
 import { RateLimit } from './rate-limit.js'
 import { Redaction } from './redaction.js'
-import { createQueue, deliveryJobOptions, type DeliveryQueue } from './queue.js'
+import { createQueue, deliveryJobOptions, oldestWaitingMs, type DeliveryQueue } from './queue.js'
 import { Slots } from './slots.js'
 import { SubscriberControl } from './subscriber-control.js'
 import { createRetryWorker, probeAttempt, type RetryWorkerOptions } from './worker.js'
@@ -77,10 +77,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
     app.metrics.observeQueues({
       subscribers: () => [...queues.keys()],
       counts: (name) => deliveryCounts(queues.get(name)!, completions, name, QUEUE_STATES),
-      oldestWaitingMs: async (name) => {
-        const [oldest] = await queues.get(name)!.getJobs(['wait'], 0, 0, true)
-        return oldest ? Math.max(Date.now() - oldest.timestamp, 0) : 0
-      },
+      oldestWaitingMs: (name) => oldestWaitingMs(queues.get(name)!),
       paused: (name) => queues.get(name)!.isPaused()
     })
 

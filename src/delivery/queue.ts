@@ -105,3 +105,9 @@ export async function promoteIfDue(queue: DeliveryQueue, eventId: string, window
   const job = await queue.getJob(eventId)
   if (job && Date.now() - job.timestamp >= windowMs && (await job.isDelayed())) await job.promote().catch(() => undefined)
 }
+
+/** How long the oldest delivery waiting to be sent has waited; 0 when none waits. */
+export async function oldestWaitingMs(queue: DeliveryQueue): Promise<number> {
+  const [oldest] = await queue.getJobs(['wait'], 0, 0, true)
+  return oldest ? Math.max(Date.now() - oldest.timestamp, 0) : 0
+}

@@ -30,7 +30,7 @@ interface PendingRecord {
 
 /**
  * Records the event id and queues the event for fan-out in one atomic script
- * (scripts/record-event-3.lua), so there is no moment where the id is known but the event is not
+ * (scripts/record-event-4.lua), so there is no moment where the id is known but the event is not
  * yet safely stored: a concurrent or later copy either finds nothing (and records it itself) or
  * finds it already queued. The body travels once, in the intake stream's entry, for every
  * delivery to share; a delivery that waits in a queue keeps it in a key of its own
@@ -58,6 +58,7 @@ export class EventStore {
       this.keys.intake,
       // A key either way: a script's key count is fixed.
       this.keys.object(event.object?.id ?? event.id),
+      this.keys.received,
       event.id,
       event.name,
       event.createdAt,
@@ -71,7 +72,8 @@ export class EventStore {
       event.object?.id ?? '',
       Number.isNaN(createdAtMs) ? receivedAt.getTime() : createdAtMs,
       isRedaction(event) ? '1' : '',
-      event.traceparent ?? ''
+      event.traceparent ?? '',
+      receivedAt.getTime()
     ]
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(() => this.flush())

@@ -9,6 +9,8 @@ export function storeKeys(prefix: string) {
     /** The body, kept once per event (not per delivery) until every routed subscriber has it. */
     body: (eventId: string) => `${prefix}:body:${eventId}`,
     intake: `${prefix}:intake`,
+    /** Every recorded event's id by when it was received, for as long as its record lives: what search reads. */
+    received: `${prefix}:received`,
     /** One Persona object's events (`payload.data.id`), by created-at: the object index. */
     object: (objectId: string) => `${prefix}:object:${objectId}`,
     /** One ordered subscriber's lane for one object: who holds it, the newest delivered, who waits. */

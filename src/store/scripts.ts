@@ -6,7 +6,7 @@ import type { ChainableCommander, Redis } from 'ioredis'
  * it takes (BullMQ's habit); they are read once and defined on a connection by `withScripts`.
  */
 const SCRIPTS = {
-  recordEvent: 'record-event-3',
+  recordEvent: 'record-event-4',
   lookupBody: 'lookup-body-2',
   holdBody: 'hold-body-2',
   releaseBody: 'release-body-2',

@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Config } from '../../config/index.js'
 import { ErrorResponse, Errors } from '../../errors.js'
 import { deliveryCounts, getDelivery, listDeliveries, retryFailedDeliveries } from '../../delivery/deliveries.js'
-import { replay } from '../../delivery/queue.js'
+import { oldestWaitingMs, replay } from '../../delivery/queue.js'
 import { activityOf } from '../../delivery/activity.js'
+import { OBJECT_ID_PATTERN } from '../../persona/event.js'
 import { deliveryId, parseDeliveryId, type DeliveryView } from '../../delivery/types.js'
 import { backfillRoutes } from './backfill-routes.js'
 import { bearerTokenMatches } from './bearer-token.js'
@@ -16,6 +17,8 @@ import {
   DeliverySchema,
   EventParams,
   EventSchema,
+  EventSearchQuery,
+  EventSearchResult,
   ObjectParams,
   ObjectSchema,
   Retried,
@@ -79,6 +82,40 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     if (!view) throw new Errors.EVENT_NOT_FOUND()
     return view
   })
+
+  app.get('/events', { schema: { querystring: EventSearchQuery, response: { 200: EventSearchResult, ...Errors4xx } } }, async (request) => {
+    const { q = '', since, until, limit = 50 } = request.query
+    const sinceMs = since ? Date.parse(since) : -Infinity
+    const untilMs = until ? Date.parse(until) : Infinity
+    const received = (view: EventView) => Date.parse(view.receivedAt)
+    const inRange = (view: EventView) => received(view) >= sinceMs && received(view) <= untilMs
+    const newestFirst = (views: (EventView | undefined)[]) =>
+      views.filter((view): view is EventView => view !== undefined && inRange(view)).sort((a, b) => received(b) - received(a)).slice(0, limit)
+    if (EVENT_ID_PATTERN.test(q)) return { match: 'event' as const, items: newestFirst([await eventView(q)]) }
+    if (OBJECT_ID.test(q)) {
+      const ids = await app.redis.zrevrange(app.eventStore.keys.object(q), 0, OBJECT_EVENTS_SHOWN - 1)
+      if (ids.length > 0) return { match: 'object' as const, items: newestFirst(await Promise.all(ids.map(eventView))) }
+    }
+    return { match: q ? ('name' as const) : ('all' as const), items: await eventsReceived(q, sinceMs, untilMs, limit) }
+  })
+
+  /** Events received in the range, newest first, with the name `name` ('' for any); at most SEARCH_SCANNED looked at. */
+  async function eventsReceived(name: string, sinceMs: number, untilMs: number, limit: number): Promise<EventView[]> {
+    const found: EventView[] = []
+    let max = Number.isFinite(untilMs) ? String(untilMs) : '+inf'
+    for (let scanned = 0; found.length < limit && scanned < SEARCH_SCANNED; scanned += SEARCH_PAGE) {
+      const page = await app.redis.zrevrangebyscore(app.eventStore.keys.received, max, Number.isFinite(sinceMs) ? sinceMs : '-inf', 'WITHSCORES', 'LIMIT', 0, SEARCH_PAGE)
+      if (page.length === 0) break
+      const ids = page.filter((_, index) => index % 2 === 0)
+      const names = name ? await app.redis.pipeline(ids.map((id) => ['hget', app.eventStore.keys.event(id), 'name'])).exec() : undefined
+      const wanted = ids.filter((_, index) => !names || names[index]?.[1] === name)
+      for (const view of await Promise.all(wanted.map(eventView))) if (view && found.length < limit) found.push(view)
+      // The next page starts below this one's oldest; ties at that millisecond are rare, and shown once.
+      max = `(${page.at(-1)}`
+      if (ids.length < SEARCH_PAGE) break
+    }
+    return found
+  }
 
   app.get('/objects/:objectId', { schema: { params: ObjectParams, response: { 200: ObjectSchema, ...Errors4xx } } }, async (request) => {
     const { objectId } = request.params
@@ -151,9 +188,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
   async function describeSubscriber(name: string) {
     const subscriber = config.subscribers.find((candidate) => candidate.name === name)!
-    const [state, counts] = await Promise.all([
+    const [state, counts, waitedMs] = await Promise.all([
       controls.get(name)!.state(),
-      deliveryCounts(queueOf(name), completions, name, ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed'])
+      deliveryCounts(queueOf(name), completions, name, ['wait', 'prioritized', 'delayed', 'active', 'completed', 'failed']),
+      oldestWaitingMs(queueOf(name))
     ])
     return {
       name,
@@ -161,10 +199,12 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
       patterns: subscriber.patterns,
       ...(subscriber.filter ? { filter: subscriber.filter } : {}),
       ...(subscriber.rateLimit ? { rateLimit: subscriber.rateLimit.text } : {}),
+      ...(subscriber.ordering ? { ordering: subscriber.ordering } : {}),
       state: state.paused ? ('paused' as const) : ('active' as const),
       ...(state.reason ? { pauseReason: state.reason } : {}),
       ...(state.since ? { pausedSince: state.since } : {}),
       consecutiveFailures: state.consecutiveFailures,
+      oldestWaitingMs: Math.round(waitedMs),
       counts: {
         pending: (counts.wait ?? 0) + (counts.prioritized ?? 0),
         delayed: counts.delayed ?? 0,
@@ -178,6 +218,11 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
 /** The most events one object's view lists, newest first. */
 const OBJECT_EVENTS_SHOWN = 200
+/** Search by name or time reads the index of received events a page at a time, up to this many. */
+const SEARCH_PAGE = 200
+const SEARCH_SCANNED = 5000
+const EVENT_ID_PATTERN = /^evt_[A-Za-z0-9_-]{1,128}$/
+const OBJECT_ID = new RegExp(OBJECT_ID_PATTERN)
 
 /** A delivery with no attempt: not queued yet or its history expired (`unknown`), or refused by a filter (`skipped`). */
 function unattempted(subscriber: string, eventId: string, eventName: string, receivedAt: string, state: 'unknown' | 'skipped'): DeliveryView {

@@ -78,10 +78,14 @@ export const SubscriberSchema = Type.Object({
   filter: Type.Optional(Type.String()),
   /** SUBSCRIBER_<NAME>_RATE_LIMIT as configured (`50/s`). */
   rateLimit: Type.Optional(Type.String()),
+  /** SUBSCRIBER_<NAME>_ORDERING=object, with its window and stale rule. */
+  ordering: Type.Optional(Type.Object({ windowMs: Type.Integer(), stale: Type.Enum(['deliver', 'skip']) })),
   state: Type.Enum(['active', 'paused']),
   pauseReason: Type.Optional(Type.Enum(['breaker', 'manual'])),
   pausedSince: Type.Optional(Type.String()),
   consecutiveFailures: Type.Integer(),
+  /** How long its oldest delivery waiting to be sent has waited (0 when none waits). */
+  oldestWaitingMs: Type.Integer(),
   counts: Type.Object({
     pending: Type.Integer(),
     delayed: Type.Integer(),
@@ -113,4 +117,20 @@ export { BackfillJobSchema } from '../../backfill/jobs.js'
 export const ActivitySchema = Type.Object({
   subscriber: Type.String(),
   minutes: Type.Array(Type.Object({ at: IsoTime, delivered: Type.Integer(), failed: Type.Integer() }))
+})
+
+export const EventSearchQuery = Type.Object({
+  /** An event id (`evt_…`), a Persona object id (`inq_…`), or an event name; empty lists every event. */
+  q: Type.Optional(Type.String({ maxLength: 256 })),
+  /** Received at or after / before, ISO 8601. */
+  since: Type.Optional(IsoTime),
+  until: Type.Optional(IsoTime),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 }))
+})
+
+export const EventSearchResult = Type.Object({
+  /** What `q` was taken as. */
+  match: Type.Enum(['event', 'object', 'name', 'all']),
+  /** Newest received first. */
+  items: Type.Array(EventSchema)
 })

@@ -61,6 +61,7 @@ t.test('the subscriber list shows settings without credentials, state and delive
     patterns: ['inquiry.*', 'verification.passed'],
     state: 'active',
     consecutiveFailures: 0,
+    oldestWaitingMs: 0,
     counts: { pending: 0, delayed: 0, active: 0, completed: 3, failed: 0 }
   })
   t.match(list[1], { name: 'ERP', state: 'active', consecutiveFailures: 3, counts: { pending: 0, delayed: 0, active: 0, completed: 0, failed: 3 } })
@@ -190,4 +191,21 @@ t.test('pausing or resuming an unknown subscriber is 404 and a malformed name 40
     }
   }
   t.same(await pausedSubscribers(t, app), [])
+})
+
+t.test('the subscriber list shows ordering settings, and how long the oldest waiting delivery has waited', async (t) => {
+  const { app } = await startRelay(t, {
+    ADMIN_TOKEN,
+    SUBSCRIBER_KYC_URL: 'http://127.0.0.1:1/hook',
+    SUBSCRIBER_KYC_EVENTS: '*',
+    SUBSCRIBER_KYC_ORDERING: 'object',
+    SUBSCRIBER_KYC_ORDERING_WINDOW_MS: '250',
+    SUBSCRIBER_KYC_STALE: 'skip'
+  })
+  await app.delivery.queues.get('KYC')!.pause()
+  await postEvent(app, personaEvent(uniqueEventId(), 'inquiry.approved'))
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  const [kyc] = await subscribers(app)
+  t.same(kyc!.ordering, { windowMs: 250, stale: 'skip' })
+  t.ok(kyc!.oldestWaitingMs >= 300, `the paused queue's delivery has waited (${kyc!.oldestWaitingMs} ms)`)
 })

@@ -1,9 +1,10 @@
 -- Records an event once and queues it for fan-out, atomically (store/event-store.ts).
--- KEYS: event record, intake stream, the index of the event's Persona object.
+-- KEYS: event record, intake stream, the index of the event's Persona object, the index of events by
+-- the time they were received (the console's search; trimmed here to the records' TTL).
 -- ARGV: id, name, createdAt, receivedAt, subscribers (comma-separated, '' for none), body, source,
 -- TTL in seconds, filtered subscribers (comma-separated), object type, object id ('' for none),
 -- the object index's score (created-at in ms), '1' when the event redacts its object, the intake
--- span's traceparent ('' without tracing). Returns 1, or
+-- span's traceparent ('' without tracing), the time received in ms. Returns 1, or
 -- 0 for a duplicate. A redaction is queued even when no subscriber wants it: fan-out carries it out.
 -- The body travels in the stream entry: a delivery that needs it later (a retry) keeps it in a key
 -- of its own (hold-body-2.lua). `v` 2 marks this layout; records without it are older.
@@ -21,6 +22,8 @@ if ARGV[11] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('ZADD', KEYS[4], ARGV[15], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (tonumber(ARGV[15]) - tonumber(ARGV[8]) * 1000))
 if ARGV[11] ~= '' then
   -- The index lives as long as its newest event's record; older members outlive theirs, and readers skip them.
   redis.call('ZADD', KEYS[3], ARGV[12], ARGV[1])
