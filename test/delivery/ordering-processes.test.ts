@@ -26,6 +26,9 @@ t.test('ordering holds across two instances and a SIGKILL: no object runs two de
     SUBSCRIBER_KYC_URL: subscriber.url,
     SUBSCRIBER_KYC_EVENTS: 'inquiry.*',
     SUBSCRIBER_KYC_ORDERING: 'object',
+    // Two instances' fan-outs take an object's events in an order of their own: the window lets an
+    // earlier event that one of them queued a moment later still go first.
+    SUBSCRIBER_KYC_ORDERING_WINDOW_MS: '300',
     SUBSCRIBER_KYC_CONCURRENCY: '4',
     // A killed worker's deliveries come back after two seconds rather than thirty.
     DELIVERY_LOCK_DURATION_MS: '2000'
