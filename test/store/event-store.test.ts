@@ -201,8 +201,10 @@ t.test('every key lives under the configured prefix', async (t) => {
   t.same((await client.keys('*')).sort(), [
     `tenant-a.relay_1:event:${event.id}`,
     'tenant-a.relay_1:intake',
+    'tenant-a.relay_1:received',
     `tenant-b:event:${event.id}`,
-    'tenant-b:intake'
+    'tenant-b:intake',
+    'tenant-b:received'
   ])
 })
 
