@@ -91,10 +91,7 @@ export async function jobHistory(queue: DeliveryQueue, job: DeliveryJob): Promis
 
 /** Deliveries of these events that wait for a retry are due now: what they find then decides (redaction.ts). */
 export async function promoteDelayed(queue: DeliveryQueue, eventIds: readonly string[]): Promise<void> {
-  for (const eventId of eventIds) {
-    const job = await queue.getJob(eventId)
-    if (job && (await job.isDelayed())) await job.promote().catch(() => undefined)
-  }
+  for (const eventId of eventIds) await promoteIfDue(queue, eventId, 0)
 }
 
 /**

@@ -42,6 +42,10 @@ export interface PersonaObject {
 /** Ids as Persona writes them (`inq_…`, `ver_…`): anything else is not indexed, ordered or redacted. */
 export const OBJECT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$'
 const OBJECT_ID = new RegExp(OBJECT_ID_PATTERN)
+
+export function isObjectId(id: string): boolean {
+  return OBJECT_ID.test(id)
+}
 const OBJECT_TYPE = /^[a-z][a-z0-9/_-]{0,63}$/
 
 export function toPersonaEvent(envelope: PersonaEventEnvelope): PersonaEvent {
@@ -62,7 +66,7 @@ function objectOf(attributes: Record<string, unknown>): PersonaObject | undefine
   const data = typeof payload === 'object' && payload !== null ? (payload as { data?: unknown }).data : undefined
   if (typeof data !== 'object' || data === null) return undefined
   const { type, id } = data as { type?: unknown; id?: unknown }
-  if (typeof type !== 'string' || typeof id !== 'string' || !OBJECT_TYPE.test(type) || !OBJECT_ID.test(id)) return undefined
+  if (typeof type !== 'string' || typeof id !== 'string' || !OBJECT_TYPE.test(type) || !isObjectId(id)) return undefined
   return { type, id }
 }
 

@@ -4,7 +4,7 @@ import { ErrorResponse, Errors } from '../../errors.js'
 import { deliveryCounts, getDelivery, listDeliveries, retryFailedDeliveries } from '../../delivery/deliveries.js'
 import { oldestWaitingMs, replay } from '../../delivery/queue.js'
 import { activityOf } from '../../delivery/activity.js'
-import { OBJECT_ID_PATTERN } from '../../persona/event.js'
+import { isObjectId } from '../../persona/event.js'
 import { deliveryId, parseDeliveryId, type DeliveryView } from '../../delivery/types.js'
 import { backfillRoutes } from './backfill-routes.js'
 import { bearerTokenMatches } from './bearer-token.js'
@@ -16,6 +16,7 @@ import {
   DeliveryParams,
   DeliverySchema,
   EventParams,
+  EVENT_ID,
   EventSchema,
   EventSearchQuery,
   EventSearchResult,
@@ -47,17 +48,20 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
 
   /** An event and each routed subscriber's delivery of it; undefined once nothing of it is left. */
   async function eventView(eventId: string): Promise<EventView | undefined> {
-    const [name, createdAt, receivedAt, subscribers, source, filtered, objectType, objectId, redacted] = await app.redis.hmget(
-      app.eventStore.keys.event(eventId), 'name', 'createdAt', 'receivedAt', 'subscribers', 'source', 'filtered', 'objectType', 'objectId', 'redacted'
+    // Only a configured subscriber's worker marks a skip: their fields come in the same read.
+    const configured = [...queues.keys()]
+    const [name, createdAt, receivedAt, subscribers, source, filtered, objectType, objectId, redacted, ...skips] = await app.redis.hmget(
+      app.eventStore.keys.event(eventId), 'name', 'createdAt', 'receivedAt', 'subscribers', 'source', 'filtered', 'objectType', 'objectId', 'redacted',
+      ...configured.map((subscriber) => `skip:${subscriber}`)
     )
-    const routed = typeof subscribers === 'string' ? subscribers.split(',').filter(Boolean) : [...queues.keys()]
+    const skipped = new Map(configured.map((subscriber, index) => [subscriber, skips[index]]))
+    const routed = typeof subscribers === 'string' ? subscribers.split(',').filter(Boolean) : configured
     const deliveries: DeliveryView[] = []
-    const skipped = routed.length > 0 ? await app.redis.hmget(app.eventStore.keys.event(eventId), ...routed.map((subscriber) => `skip:${subscriber}`)) : []
-    for (const [index, subscriber] of routed.entries()) {
+    for (const subscriber of routed) {
       const queue = queues.get(subscriber)
       const delivery = queue ? await getDelivery(app.redis, queue, completions, subscriber, eventId) : undefined
       if (delivery) deliveries.push(delivery)
-      else if (skipped[index] === 'stale') deliveries.push({ ...unattempted(subscriber, eventId, name!, receivedAt ?? '', 'skipped'), skipReason: 'stale' })
+      else if (skipped.get(subscriber) === 'stale') deliveries.push({ ...unattempted(subscriber, eventId, name!, receivedAt ?? '', 'skipped'), skipReason: 'stale' })
       else if (name) deliveries.push(unattempted(subscriber, eventId, name, receivedAt ?? '', 'unknown'))
     }
     for (const subscriber of filtered?.split(',').filter(Boolean) ?? []) {
@@ -91,8 +95,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
     const inRange = (view: EventView) => received(view) >= sinceMs && received(view) <= untilMs
     const newestFirst = (views: (EventView | undefined)[]) =>
       views.filter((view): view is EventView => view !== undefined && inRange(view)).sort((a, b) => received(b) - received(a)).slice(0, limit)
-    if (EVENT_ID_PATTERN.test(q)) return { match: 'event' as const, items: newestFirst([await eventView(q)]) }
-    if (OBJECT_ID.test(q)) {
+    if (AN_EVENT_ID.test(q)) return { match: 'event' as const, items: newestFirst([await eventView(q)]) }
+    if (isObjectId(q)) {
       const ids = await app.redis.zrevrange(app.eventStore.keys.object(q), 0, OBJECT_EVENTS_SHOWN - 1)
       if (ids.length > 0) return { match: 'object' as const, items: newestFirst(await Promise.all(ids.map(eventView))) }
     }
@@ -221,8 +225,7 @@ const OBJECT_EVENTS_SHOWN = 200
 /** Search by name or time reads the index of received events a page at a time, up to this many. */
 const SEARCH_PAGE = 200
 const SEARCH_SCANNED = 5000
-const EVENT_ID_PATTERN = /^evt_[A-Za-z0-9_-]{1,128}$/
-const OBJECT_ID = new RegExp(OBJECT_ID_PATTERN)
+const AN_EVENT_ID = new RegExp(`^${EVENT_ID}$`)
 
 /** A delivery with no attempt: not queued yet or its history expired (`unknown`), or refused by a filter (`skipped`). */
 function unattempted(subscriber: string, eventId: string, eventName: string, receivedAt: string, state: 'unknown' | 'skipped'): DeliveryView {

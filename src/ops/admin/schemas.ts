@@ -35,7 +35,7 @@ export const ObjectParams = Type.Object({ objectId: Type.String({ pattern: OBJEC
 // As config/ and persona/event.ts take them. A delivery's job id is its event id, and BullMQ keeps its
 // own keys (`events`, `meta`, `id`…) beside a queue's jobs: any other id could read one of those.
 const SUBSCRIBER_NAME = '[A-Z0-9_]+'
-const EVENT_ID = 'evt_[A-Za-z0-9_-]{1,128}'
+export const EVENT_ID = 'evt_[A-Za-z0-9_-]{1,128}'
 const SubscriberName = Type.String({ pattern: `^${SUBSCRIBER_NAME}$` })
 
 export const EventParams = Type.Object({ eventId: Type.String({ pattern: `^${EVENT_ID}$` }) })

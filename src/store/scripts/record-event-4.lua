@@ -9,16 +9,18 @@
 -- The body travels in the stream entry: a delivery that needs it later (a retry) keeps it in a key
 -- of its own (hold-body-2.lua). `v` 2 marks this layout; records without it are older.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fields = {'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7], 'v', '2'}
-if ARGV[9] ~= '' then
-  table.insert(fields, 'filtered')
-  table.insert(fields, ARGV[9])
+-- Appends a field and its value to a command's arguments, unless the value is empty.
+local function optional(arguments, field, value)
+  if value ~= '' then
+    table.insert(arguments, field)
+    table.insert(arguments, value)
+  end
 end
+local fields = {'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7], 'v', '2'}
+optional(fields, 'filtered', ARGV[9])
 if ARGV[11] ~= '' then
-  table.insert(fields, 'objectType')
-  table.insert(fields, ARGV[10])
-  table.insert(fields, 'objectId')
-  table.insert(fields, ARGV[11])
+  optional(fields, 'objectType', ARGV[10])
+  optional(fields, 'objectId', ARGV[11])
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[8])
@@ -31,18 +33,9 @@ if ARGV[11] ~= '' then
 end
 if ARGV[5] ~= '' or ARGV[13] == '1' then
   local entry = {'id', ARGV[1], 'name', ARGV[2], 'createdAt', ARGV[3], 'receivedAt', ARGV[4], 'subscribers', ARGV[5], 'source', ARGV[7], 'body', ARGV[6]}
-  if ARGV[11] ~= '' then
-    table.insert(entry, 'objectId')
-    table.insert(entry, ARGV[11])
-  end
-  if ARGV[13] == '1' then
-    table.insert(entry, 'redacts')
-    table.insert(entry, ARGV[11])
-  end
-  if ARGV[14] ~= '' then
-    table.insert(entry, 'traceparent')
-    table.insert(entry, ARGV[14])
-  end
+  optional(entry, 'objectId', ARGV[11])
+  if ARGV[13] == '1' then optional(entry, 'redacts', ARGV[11]) end
+  optional(entry, 'traceparent', ARGV[14])
   redis.call('XADD', KEYS[2], '*', unpack(entry))
 end
 return 1
