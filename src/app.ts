@@ -111,9 +111,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     await app.register(tracing.plugin)
     app.addHook('onClose', () => tracing.shutdown())
   }
-  await app.register(redisPlugin, { url: config.redis.url })
+  await app.register(redisPlugin, { config: config.redis })
   await app.register(metricsPlugin, { metricsPort: config.metricsPort, host: config.host })
-  await app.register(eventStorePlugin, { prefix: config.redis.prefix, dedupeTtlSeconds: config.dedupeTtlSeconds })
+  await app.register(eventStorePlugin, {
+    layout: config.redis.layout,
+    dedupeTtlSeconds: config.dedupeTtlSeconds,
+    replicaWait: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs }
+  })
   await app.register(deliveryPlugin, { config })
   await app.register(backfillPlugin, { config })
   await app.register(healthRoutes, { secrets: config.persona.secrets })

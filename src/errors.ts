@@ -35,6 +35,12 @@ export const Errors = {
     'The event could not be recorded; retry later',
     503
   ),
+  /** Recorded, but REDIS_WAIT_REPLICAS replicas did not confirm it in time: Persona's retry is a duplicate, confirmed again. */
+  REPLICAS_UNCONFIRMED: createError(
+    'REPLICAS_UNCONFIRMED',
+    'The event was recorded, but not yet confirmed by enough Redis replicas; retry later',
+    503
+  ),
   BAD_REQUEST: createError('BAD_REQUEST', 'The request is malformed', 400),
   /** %s is the schema rule that failed (a path and a constraint, never the value sent). */
   INVALID_REQUEST: createError('INVALID_REQUEST', 'Invalid request: %s', 400),

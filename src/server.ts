@@ -11,7 +11,12 @@ try {
   process.exit(1)
 }
 
-const app = await buildApp(config)
+const app = await buildApp(config).catch((error: unknown) => {
+  // A problem found once Redis answered, such as data stored in another key layout.
+  if (!(error instanceof ConfigError)) throw error
+  process.stderr.write(`persona-relay: ${error.message}\n`)
+  process.exit(1)
+})
 
 // Node reaps idle keep-alive connections once, when close() begins. A connection whose request is
 // still in flight goes idle later and would hold close() for the whole keep-alive timeout (72 s),

@@ -9,7 +9,7 @@ import { createQueue } from '../src/delivery/queue.js'
 import { createRetryWorker } from '../src/delivery/worker.js'
 import { Completions } from '../src/store/completions.js'
 import { personaEvent, SECRET, signedHeaders, uniqueEventId } from './helpers/app.js'
-import { startRedis, type TestRedis } from './helpers/redis.js'
+import { startRedis, type TestRedis, singleNode } from './helpers/redis.js'
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.js'
 import { startSubscriber, type TestSubscriber } from './helpers/subscriber.js'
 import { waitUntil } from './helpers/wait-until.js'
@@ -97,7 +97,7 @@ t.test('intake and worker processes share one Redis: each event acknowledged, qu
   t.teardown(() => inspector.disconnect())
   const queues = SUBSCRIBERS.map((name) => createQueue(name, inspector, 'persona-relay'))
   t.teardown(() => Promise.all(queues.map((queue) => queue.close())))
-  const completions = new Completions(inspector, 'persona-relay', 86_400)
+  const completions = new Completions(inspector, singleNode('persona-relay'), 86_400)
   /** As the admin API shows them: a completed delivery is in the completion store, and has no job. */
   const completedEverywhere = async (ids: readonly string[]) => {
     const views = await Promise.all(SUBSCRIBERS.flatMap((name, index) => ids.map((id) => getDelivery(inspector, queues[index]!, completions, name, id))))

@@ -7,7 +7,7 @@ import { queueName } from '../src/delivery/queue.js'
 import type { DeliveryData } from '../src/delivery/types.js'
 import { Completions } from '../src/store/completions.js'
 import { personaEvent, signedHeaders, uniqueEventId } from './helpers/app.js'
-import { startRedis, type TestRedis } from './helpers/redis.js'
+import { startRedis, type TestRedis, singleNode } from './helpers/redis.js'
 import { spawnRelayWith, startRelayProcess, type RelayProcess } from './helpers/relay-process.js'
 import { startSubscriber } from './helpers/subscriber.js'
 import { waitUntil } from './helpers/wait-until.js'
@@ -87,7 +87,7 @@ t.test('SIGTERM stops accepting, lets the delivery in flight finish and exits 0'
     connection.disconnect()
   })
   // As the admin API shows it: the delivery in flight was fan-out's first attempt, now in the completion store.
-  const view = await getDelivery(connection, queue, new Completions(connection, 'persona-relay', 86_400), 'SLOW', id)
+  const view = await getDelivery(connection, queue, new Completions(connection, singleNode('persona-relay'), 86_400), 'SLOW', id)
   t.match(view, { state: 'completed', attemptsMade: 1 }, 'the delivery was completed before the process exited')
   t.equal(await connection.xlen('persona-relay:intake'), 0, 'its intake entry was acknowledged: nothing is left to take over')
   t.equal(relay.stderr(), '')

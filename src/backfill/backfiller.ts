@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { Config, PersonaApiConfig } from '../config/index.js'
 import { createEventRouter, type EventRouter } from '../config/routing.js'
 import { Errors, toServiceError } from '../errors.js'
@@ -29,7 +29,7 @@ export interface StartedBackfill {
 
 export interface BackfillerOptions {
   config: Pick<Config, 'redis' | 'subscribers' | 'dedupeTtlSeconds'> & { personaApi: PersonaApiConfig }
-  redis: Redis
+  redis: RedisClient
   store: EventStore
   metrics: RelayMetrics | undefined
   log: FastifyBaseLogger
@@ -52,7 +52,7 @@ export class Backfiller {
 
   constructor(private readonly options: BackfillerOptions) {
     const { config, redis } = options
-    const keys = backfillKeys(config.redis.prefix)
+    const keys = backfillKeys(config.redis.layout.prefix)
     this.jobs = new BackfillJobs(redis, keys.job)
     this.maxAgeMs = maxBackfillAgeMs(config.dedupeTtlSeconds)
     this.api = new PersonaEventsApi(config.personaApi, options.api)

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { Backfiller } from './backfiller.js'
 import type { BackfillRange } from './range.js'
 
@@ -28,7 +28,7 @@ export function scheduledRange(markerMs: number | undefined, nowMs: number, maxA
 
 export interface ContinuousOptions {
   backfiller: Backfiller
-  redis: Redis
+  redis: RedisClient
   /** Where the newest event seen is remembered (epoch milliseconds). */
   markerKey: string
   intervalMs: number

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import Type, { type Static } from 'typebox'
 
 /** How long a finished (or abandoned) backfill's record stays readable. */
@@ -38,7 +38,7 @@ export function newJobId(): string {
 
 /** Backfill records in Redis, so that any instance can answer for a backfill another one runs. */
 export class BackfillJobs {
-  constructor(private readonly redis: Redis, private readonly key: (id: string) => string) {}
+  constructor(private readonly redis: RedisClient, private readonly key: (id: string) => string) {}
 
   async save(job: BackfillJob): Promise<void> {
     await this.redis.set(this.key(job.id), JSON.stringify(job), 'EX', JOB_TTL_SECONDS)

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 
 const RENEW_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -21,7 +21,7 @@ export interface HeldLock {
  * and released only by its holder (compare and delete), so that a holder whose lock expired cannot
  * release the next holder's. The token starts with `holder`, for isHeldBy.
  */
-export async function acquireLock(redis: Redis, key: string, ttlMs: number, holder: string): Promise<HeldLock | undefined> {
+export async function acquireLock(redis: RedisClient, key: string, ttlMs: number, holder: string): Promise<HeldLock | undefined> {
   const token = `${holder} ${randomUUID()}`
   if ((await redis.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') return undefined
   const lost = new AbortController()
@@ -47,6 +47,6 @@ export async function acquireLock(redis: Redis, key: string, ttlMs: number, hold
 }
 
 /** Whether `holder` holds the lock now, whichever instance it runs on. */
-export async function isHeldBy(redis: Redis, key: string, holder: string): Promise<boolean> {
+export async function isHeldBy(redis: RedisClient, key: string, holder: string): Promise<boolean> {
   return (await redis.get(key))?.startsWith(`${holder} `) ?? false
 }

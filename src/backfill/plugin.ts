@@ -23,7 +23,7 @@ export const backfillPlugin = fp<{ config: Config }>(
       ? startContinuousBackfill({
           backfiller,
           redis: app.redis,
-          markerKey: backfillKeys(config.redis.prefix).newest,
+          markerKey: backfillKeys(config.redis.layout.prefix).newest,
           intervalMs: config.backfillIntervalMs,
           log: app.log
         })

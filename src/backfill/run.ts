@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { EventRouter } from '../config/routing.js'
 import { Errors } from '../errors.js'
 import type { PersonaEventsApi } from '../persona/events-api.js'
@@ -22,7 +22,7 @@ export interface RunContext {
   api: PersonaEventsApi
   store: EventStore
   /** For the dry run's EXISTS, which must write nothing. */
-  redis: Redis
+  redis: RedisClient
   route: EventRouter
   metrics: RelayMetrics | undefined
   log: FastifyBaseLogger

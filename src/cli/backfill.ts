@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import { Redis } from 'ioredis'
+import { connectRedis } from '../store/redis.js'
 import { Backfiller } from '../backfill/backfiller.js'
 import type { BackfillJob } from '../backfill/jobs.js'
 import { resolveRange } from '../backfill/range.js'
@@ -42,7 +42,7 @@ export async function backfill(argv: string[], env: NodeJS.ProcessEnv, output: O
     output.err('persona-relay: backfill needs PERSONA_API_KEY (a Persona API key that may list events)')
     return 1
   }
-  const redis = new Redis(config.redis.url, { ...REDIS_OPTIONS, connectionName: 'persona-relay:backfill-cli' })
+  const redis = connectRedis(config.redis, REDIS_OPTIONS, 'persona-relay:backfill-cli')
   let redisError = ''
   redis.on('error', (error: Error) => {
     redisError = error.message
@@ -51,7 +51,7 @@ export async function backfill(argv: string[], env: NodeJS.ProcessEnv, output: O
     const service = new Backfiller({
       config: { ...config, personaApi },
       redis,
-      store: new EventStore(redis, config.redis.prefix, config.dedupeTtlSeconds),
+      store: new EventStore(redis, config.redis.layout, config.dedupeTtlSeconds, { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs }),
       metrics: undefined,
       // Logs go to stderr, so that stdout holds only the progress and the summary.
       log: pino({ level: config.logLevel }, pino.destination(2))

@@ -2,6 +2,7 @@ import Value from 'typebox/value'
 import type { Static, TObject, TSchema } from 'typebox'
 import { allowlistEntryProblem, PERSONA_KEYWORD } from '../persona/source-allowlist.js'
 import { compileFilter } from './filter.js'
+import { redisConfigOf, type RedisConfig } from './redis.js'
 import { EnvSchema, SubscriberEnvSchema, type Env, type SubscriberEnv } from './schema.js'
 
 export interface SubscriberConfig {
@@ -36,7 +37,7 @@ export interface Config {
   port: number
   host: string
   logLevel: Env['LOG_LEVEL']
-  redis: { url: string; prefix: string }
+  redis: RedisConfig
   persona: {
     secrets: string[]
     path: string
@@ -126,13 +127,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       `PERSONA_TIMESTAMP_TOLERANCE_SECONDS: must be less than half of DEDUPE_TTL_SECONDS (${global.DEDUPE_TTL_SECONDS}), or a replay inside the window could outlive its de-duplication record (got ${global.PERSONA_TIMESTAMP_TOLERANCE_SECONDS})`
     )
   }
-  if (!global || problems.length > 0) throw new ConfigError(problems)
+  const redis = global ? redisConfigOf(global, problems) : undefined
+  if (!global || !redis || problems.length > 0) throw new ConfigError(problems)
 
   return {
     port: global.PORT,
     host: global.HOST,
     logLevel: global.LOG_LEVEL,
-    redis: { url: global.REDIS_URL, prefix: global.REDIS_PREFIX },
+    redis,
     persona: {
       secrets: splitList(global.PERSONA_WEBHOOK_SECRET),
       path: global.PERSONA_WEBHOOK_PATH,

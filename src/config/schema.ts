@@ -4,6 +4,7 @@ const Port = Type.Integer({ minimum: 1, maximum: 65535 })
 const PositiveInteger = Type.Integer({ minimum: 1 })
 // At least one item that is neither a comma nor a space: `PERSONA_WEBHOOK_SECRET=","` would otherwise mean no secret.
 const CommaList = Type.String({ pattern: '[^\\s,]' })
+const HostPortList = Type.String({ pattern: '^\\s*[^\\s,:]+:\\d{1,5}\\s*(,\\s*[^\\s,:]+:\\d{1,5}\\s*)*$' })
 const RetrySchedule = Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(,\\s*\\d+(\\.\\d+)?\\s*)*$' })
 
 /**
@@ -14,7 +15,25 @@ export const EnvSchema = Type.Object({
   PORT: Type.Integer({ ...Port, default: 3000 }),
   HOST: Type.String({ pattern: '^\\S+$', default: '0.0.0.0' }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
-  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  /** One node (the default mode). Exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS is read (config/redis.ts). */
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_CLUSTER_NODES: Type.Optional(HostPortList),
+  REDIS_SENTINELS: Type.Optional(HostPortList),
+  REDIS_SENTINEL_NAME: Type.Optional(Type.String({ pattern: '^\\S+$' })),
+  /** Credentials of the data nodes in cluster and sentinel modes; a REDIS_URL carries its own. */
+  REDIS_USERNAME: Type.Optional(Type.String({ pattern: '^\\S+$' })),
+  REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_SENTINEL_USERNAME: Type.Optional(Type.String({ pattern: '^\\S+$' })),
+  REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  /** TLS to the data nodes (and sentinels) in cluster and sentinel modes; a REDIS_URL says rediss://. */
+  REDIS_TLS: Type.Boolean({ default: false }),
+  /** A PEM file of the CA that signed the servers' certificates, when it is not a public one. */
+  REDIS_TLS_CA_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  /** Intake streams the events are spread over by id: 16 by default in cluster mode, 1 otherwise. */
+  INTAKE_PARTITIONS: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  /** Replicas that must have an event before Persona gets its 2xx (Redis WAIT); 0 waits for none. */
+  REDIS_WAIT_REPLICAS: Type.Integer({ minimum: 0, maximum: 16, default: 0 }),
+  REDIS_WAIT_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 4000, default: 1000 }),
   REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', default: 'persona-relay' }),
   PERSONA_WEBHOOK_SECRET: CommaList,
   PERSONA_WEBHOOK_PATH: Type.String({ pattern: '^/[A-Za-z0-9_./-]*$', default: '/webhooks/persona' }),

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { StoreKeys } from '../store/keys.js'
 import { repliesOf } from '../store/redis.js'
 
@@ -12,14 +12,14 @@ export type ActivityOutcome = 'delivered' | 'failed'
 
 /**
  * Delivered and failed attempts per subscriber and minute, kept in Redis for every instance to add
- * to and any to read. Counted in memory and added every two seconds, in one pipeline, so that a
+ * to and any to read. Counted in memory and added every two seconds, in one batch, so that a
  * busy relay pays a few commands a flush rather than two per attempt.
  */
 export class Activity {
   private counts = new Map<string, { subscriber: string; minute: number; delivered: number; failed: number }>()
   private readonly timer: NodeJS.Timeout
 
-  constructor(private readonly redis: Redis, private readonly keys: StoreKeys) {
+  constructor(private readonly redis: RedisClient, private readonly keys: StoreKeys) {
     this.timer = setInterval(() => void this.flush().catch(() => undefined), FLUSH_EVERY_MS)
     this.timer.unref()
   }
@@ -37,15 +37,18 @@ export class Activity {
     if (this.counts.size === 0) return
     const batch = this.counts
     this.counts = new Map()
-    const pipeline = this.redis.pipeline()
-    for (const { subscriber, minute, delivered, failed } of batch.values()) {
-      const key = this.keys.activity(subscriber, minute)
-      if (delivered > 0) pipeline.hincrby(key, 'delivered', delivered)
-      if (failed > 0) pipeline.hincrby(key, 'failed', failed)
-      pipeline.expire(key, ACTIVITY_TTL_SECONDS)
-    }
+    const { redis, keys } = this
     try {
-      repliesOf(await pipeline.exec())
+      // Commands, not a pipeline: subscribers' keys may be on different cluster nodes; the
+      // connection pipelines them per node.
+      await Promise.all([...batch.values()].flatMap(({ subscriber, minute, delivered, failed }) => {
+        const key = keys.activity(subscriber, minute)
+        return [
+          ...(delivered > 0 ? [redis.hincrby(key, 'delivered', delivered)] : []),
+          ...(failed > 0 ? [redis.hincrby(key, 'failed', failed)] : []),
+          redis.expire(key, ACTIVITY_TTL_SECONDS)
+        ]
+      }))
     } catch (error) {
       for (const [key, entry] of batch) {
         const kept = this.counts.get(key)
@@ -62,7 +65,7 @@ export class Activity {
 }
 
 /** The last ACTIVITY_MINUTES minutes of one subscriber, oldest first, minutes without attempts as zeros. */
-export async function activityOf(redis: Redis, keys: StoreKeys, subscriber: string, now = Date.now()) {
+export async function activityOf(redis: RedisClient, keys: StoreKeys, subscriber: string, now = Date.now()) {
   const last = minuteOf(now)
   const minutes = Array.from({ length: ACTIVITY_MINUTES }, (_, index) => last - (ACTIVITY_MINUTES - 1 - index))
   const pipeline = redis.pipeline()

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { JobType } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { CompletedRecord, Completions } from '../store/completions.js'
 import { attemptsMade, dueAt, failedIdsBetween, isDeadLetter, jobHistory, replay, type DeliveryJob, type DeliveryQueue } from './queue.js'
 import { deliveryId, type DeadLetterReason, type DeliveryState, type DeliveryView } from './types.js'
@@ -42,7 +42,7 @@ function stateOf(bullmqState: string, queuePaused: boolean): DeliveryView['state
 }
 
 async function toView(
-  redis: Redis,
+  redis: RedisClient,
   queue: DeliveryQueue,
   subscriber: string,
   job: DeliveryJob,
@@ -90,7 +90,7 @@ function completedView(subscriber: string, record: CompletedRecord): DeliveryVie
 
 /** One subscriber's delivery of one event, or undefined when there is none (or no longer). */
 export async function getDelivery(
-  redis: Redis,
+  redis: RedisClient,
   queue: DeliveryQueue,
   completions: Completions,
   subscriber: string,
@@ -137,7 +137,7 @@ interface Listed {
  * pages cost more.
  */
 export async function listDeliveries(
-  redis: Redis,
+  redis: RedisClient,
   queues: ReadonlyMap<string, DeliveryQueue>,
   completions: Completions,
   query: ListQuery
@@ -205,7 +205,7 @@ const RETRY_BATCH = 100
  */
 export async function retryFailedDeliveries(
   queue: DeliveryQueue,
-  redis: Redis,
+  redis: RedisClient,
   sinceMs: number,
   untilMs: number
 ): Promise<number> {

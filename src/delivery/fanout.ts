@@ -1,6 +1,6 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { FastifyBaseLogger } from 'fastify'
 import type { EventBodies } from '../store/event-bodies.js'
 import { repliesOf } from '../store/redis.js'
@@ -21,7 +21,7 @@ const CLAIM_EVERY_MS = 10_000
 
 export interface FanoutOptions {
   /** Dedicated: it spends most of its time blocked in XREADGROUP. */
-  connection: Redis
+  connection: RedisClient
   streamKey: string
   /** The subscribers configured here; an event routed to another is released for it. */
   subscribers: ReadonlySet<string>
@@ -39,7 +39,7 @@ export interface FanoutOptions {
    * Entries whose first attempts end later are acknowledged on this connection: the fan-out's own
    * is blocked in XREADGROUP by then.
    */
-  acknowledgeConnection: Redis
+  acknowledgeConnection: RedisClient
   log: FastifyBaseLogger
   /** How long an entry may stay unacknowledged by its consumer before another takes it over. */
   abandonedAfterMs?: number
@@ -278,7 +278,7 @@ export class Fanout {
  * acknowledged by the next take-over (claimAbandoned), which reports it as deleted; the other order
  * could leave an acknowledged entry, body and all, in the stream for good.
  */
-async function acknowledge(connection: Redis, streamKey: string, ids: readonly string[]): Promise<void> {
+async function acknowledge(connection: RedisClient, streamKey: string, ids: readonly string[]): Promise<void> {
   repliesOf(await connection.pipeline().xdel(streamKey, ...ids).xack(streamKey, FANOUT_GROUP, ...ids).exec())
 }
 

@@ -1,10 +1,9 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { SubscriberConfig } from '../config/index.js'
 import type { StoreKeys } from '../store/keys.js'
-import { repliesOf } from '../store/redis.js'
 import { attempt, type AttemptContext } from './attempt.js'
 import type { Outcomes } from './outcomes.js'
-import { queuePausedFlag, type DeliveryQueue } from './queue.js'
+import { isQueuePaused, type DeliveryQueue } from './queue.js'
 import { waitMs, type RateLimit } from './rate-limit.js'
 import type { Slots } from './slots.js'
 import type { DeliveryData } from './types.js'
@@ -17,7 +16,7 @@ export interface FirstAttemptOptions {
   /** Subscribers with SUBSCRIBER_<NAME>_RATE_LIMIT. */
   rateLimits: ReadonlyMap<string, RateLimit>
   /** Not the fan-out's own connection, which spends its time blocked in XREADGROUP. */
-  connection: Redis
+  connection: RedisClient
   keys: StoreKeys
   outcomes: Outcomes
   context: AttemptContext
@@ -83,14 +82,14 @@ export class FirstAttempts {
     if (wanted.length === 0) return NOTHING
     const older = wanted.filter((event) => event.body === undefined)
     const flagsDue = !this.pauseFlags || Date.now() - this.pauseFlags.readAt >= PAUSE_FLAGS_FOR_MS
-    const pipeline = connection.pipeline()
-    if (older.length > 0) pipeline.mget(...older.map((event) => keys.body(event.data.eventId)))
-    if (flagsDue) for (const name of this.subscribers.keys()) queuePausedFlag(pipeline, queues.get(name)!)
-    const replies = pipeline.length > 0 ? repliesOf(await pipeline.exec()) : []
-    const keyed = new Map(older.map((event, index) => [event.data.eventId, (replies[0] as (string | null)[])[index] ?? undefined]))
+    // One command per key, which the connection pipelines: on a cluster the keys are on several nodes.
+    const [olderBodies, flags] = await Promise.all([
+      Promise.all(older.map((event) => connection.get(keys.body(event.data.eventId)))),
+      flagsDue ? Promise.all([...this.subscribers.keys()].map((name) => isQueuePaused(connection, queues.get(name)!))) : []
+    ])
+    const keyed = new Map(older.map((event, index) => [event.data.eventId, olderBodies[index] ?? undefined]))
     if (flagsDue) {
-      const flags = replies.slice(older.length > 0 ? 1 : 0)
-      this.pauseFlags = { running: new Set([...this.subscribers.keys()].filter((_, index) => flags[index] === 0)), readAt: Date.now() }
+      this.pauseFlags = { running: new Set([...this.subscribers.keys()].filter((_, index) => !flags[index])), readAt: Date.now() }
     }
     const running = this.pauseFlags!.running
     const bodies = new Map(wanted.map((event) => [event.data.eventId, event.body ?? keyed.get(event.data.eventId)]))

@@ -1,6 +1,5 @@
 import type { SubscriberConfig } from '../config/index.js'
 import type { StoreKeys } from '../store/keys.js'
-import { repliesOf } from '../store/redis.js'
 import type { ScriptedRedis } from '../store/scripts.js'
 import type { DeliveryData } from './types.js'
 
@@ -27,12 +26,11 @@ export class Ordering {
 
   /** Ordered deliveries join their lanes' waiting sets before their jobs exist, so that none overtakes one that arrived earlier. */
   async enqueue(subscriber: string, deliveries: readonly DeliveryData[]): Promise<void> {
-    const pipeline = this.redis.pipeline()
-    for (const data of deliveries) {
+    // Commands the connection pipelines: on a cluster each lane is a slot of its own.
+    await Promise.all(deliveries.flatMap((data) => {
       const { waiting } = this.keys.lane(subscriber, data.objectId!)
-      pipeline.zadd(waiting, createdAtMs(data), data.eventId).expire(waiting, this.ttlSeconds)
-    }
-    repliesOf(await pipeline.exec())
+      return [this.redis.zadd(waiting, createdAtMs(data), data.eventId), this.redis.expire(waiting, this.ttlSeconds)]
+    }))
   }
 
   async acquire(subscriber: string, data: DeliveryData, droppedBlocker = ''): Promise<LaneTurn> {

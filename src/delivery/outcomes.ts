@@ -3,8 +3,7 @@ import type { Completion, Completions } from '../store/completions.js'
 import type { RelayMetrics } from '../ops/metrics.js'
 import type { EventBodies } from '../store/event-bodies.js'
 import type { StoreKeys } from '../store/keys.js'
-import { repliesOf } from '../store/redis.js'
-import { pipelineOf, type ScriptedRedis } from '../store/scripts.js'
+import type { ScriptedRedis } from '../store/scripts.js'
 import { logAttempt } from './attempts.js'
 import type { DeliveryJob, DeliveryQueue } from './queue.js'
 import { countsTowardsBreaker } from './retry-policy.js'
@@ -70,11 +69,11 @@ export class Outcomes {
   private flushCompletions(): void {
     const batch = this.completing
     this.completing = []
-    const { redis, completions, controls } = this.options
-    const pipeline = pipelineOf(redis)
-    completions.queueWrites(pipeline, batch, this.options.bodies)
-    for (const subscriber of new Set(batch.map((completion) => completion.subscriber))) controls.get(subscriber)!.queueReset(pipeline)
-    pipeline.exec().then(repliesOf).then(
+    const { completions, controls } = this.options
+    Promise.all([
+      completions.write(batch, this.options.bodies),
+      ...[...new Set(batch.map((completion) => completion.subscriber))].map((subscriber) => controls.get(subscriber)!.resetFailures())
+    ]).then(
       () => { for (const { done } of batch) done() },
       (error: Error) => { for (const { failed } of batch) failed(error) }
     )
@@ -97,7 +96,7 @@ export class Outcomes {
    * dead-letters it when it was a 410 or the only attempt allowed.
    */
   async handedOver(subscriber: SubscriberConfig, data: DeliveryData, body: string, report: AttemptReport): Promise<void> {
-    const { queues, jobOptions, controls, bodies } = this.options
+    const { queues, jobOptions, bodies } = this.options
     await bodies.holdAll(subscriber.name, [{ eventId: data.eventId, body }])
     await queues.get(subscriber.name)!.add(
       data.eventName,

@@ -38,28 +38,28 @@ const QUEUE_STATES = ['wait', 'prioritized', 'delayed', 'active', 'completed', '
 /** The delivery engine (src/delivery/README.md): fan-out's first attempts, and one retry queue and worker per subscriber. */
 export const deliveryPlugin = fp<{ config: Config }>(
   async (app, { config }) => {
-    const prefix = config.redis.prefix
+    const keys = app.eventStore.keys
     // An intake-only instance keeps the queues (for the admin API) but leaves delivery to workers.
     const delivers = config.role !== 'intake'
-    const connection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:delivery')
+    const connection = connectRedis(config.redis, BACKGROUND_OPTIONS, 'persona-relay:delivery')
     // The relay's own reads and transactions (bodies, completions, acknowledgements) have a
     // connection without BullMQ's scripts: ioredis copies every script of a connection onto each
     // MULTI or pipeline made on it, which cost ≈ 9 % of a worker's CPU on the shared one.
-    const records = withScripts(connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:records'))
+    const records = withScripts(connectRedis(config.redis, { ...BACKGROUND_OPTIONS, enableAutoPipelining: true }, 'persona-relay:records'))
     for (const client of [connection, records]) {
       client.on('error', () => {
         // Reported once by the request path's connection (store/redis.ts); workers wait for Redis.
       })
     }
-    const bodies = new EventBodies(records, prefix, config.dedupeTtlSeconds)
-    const completions = new Completions(records, prefix, Math.ceil(config.delivery.historyHours * 3600))
+    const bodies = new EventBodies(records, config.redis.layout, config.dedupeTtlSeconds)
+    const completions = new Completions(records, config.redis.layout, Math.ceil(config.delivery.historyHours * 3600))
     const queues = new Map<string, DeliveryQueue>()
     const controls = new Map<string, SubscriberControl>()
     for (const subscriber of config.subscribers) {
-      const queue = createQueue(subscriber.name, connection, prefix)
+      const queue = createQueue(subscriber.name, connection, keys.queuePrefix(subscriber.name))
       queues.set(subscriber.name, queue)
       controls.set(subscriber.name, new SubscriberControl({
-        subscriber, queue, redis: connection, prefix, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log
+        subscriber, queue, redis: records, keys, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log
       }))
     }
     const jobOptions = new Map(config.subscribers.map((subscriber) => [subscriber.name, deliveryJobOptions(subscriber, config.delivery)]))
@@ -82,7 +82,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
     })
 
     const workers: Worker[] = []
-    let fanout: Fanout | undefined
+    let fanouts: Fanout[] = []
     let stopMaintenance: () => Promise<void> = async () => {}
     let activity: Activity | undefined
     if (delivers) {
@@ -99,7 +99,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
           subscriber,
           queue: queues.get(subscriber.name)!,
           connection,
-          prefix,
+          prefix: keys.queuePrefix(subscriber.name),
           bodies,
           outcomes,
           slots: slots.get(subscriber.name)!,
@@ -112,8 +112,6 @@ export const deliveryPlugin = fp<{ config: Config }>(
         worker.on('error', (error) => app.log.warn({ subscriber: subscriber.name, err: { message: error.message } }, 'delivery worker error'))
         workers.push(worker)
       }
-      const fanoutConnection = connectRedis(config.redis.url, BACKGROUND_OPTIONS, 'persona-relay:fanout')
-      fanoutConnection.on('error', () => undefined)
       // An entry waits unacknowledged while its first attempts run, which must not look abandoned;
       // past that, it returns like a crashed worker's jobs, after the lock duration.
       const abandonedAfterMs = Math.max(
@@ -123,21 +121,28 @@ export const deliveryPlugin = fp<{ config: Config }>(
         subscribers: config.subscribers, queues, slots, rateLimits, connection: records, keys: app.eventStore.keys, outcomes, context
       })
       for (const control of controls.values()) control.onChange(() => firstAttempts.forgetPauseFlags())
-      fanout = new Fanout({
-        connection: fanoutConnection,
-        streamKey: app.eventStore.keys.intake,
-        subscribers: new Set(queues.keys()),
-        bodies,
-        outcomes,
-        firstAttempts,
-        redaction: new Redaction({ redis: records, keys: app.eventStore.keys, bodies, queues, log: app.log }),
-        orderingWindows: new Map(config.subscribers.flatMap((subscriber) => subscriber.ordering ? [[subscriber.name, subscriber.ordering.windowMs] as const] : [])),
-        ordering,
-        acknowledgeConnection: records,
-        log: app.log,
-        abandonedAfterMs
+      const redaction = new Redaction({ redis: records, keys, bodies, queues, log: app.log })
+      const orderingWindows = new Map(config.subscribers.flatMap((subscriber) => subscriber.ordering ? [[subscriber.name, subscriber.ordering.windowMs] as const] : []))
+      // One reader per intake partition, each on a connection of its own, as each blocks in XREADGROUP.
+      fanouts = keys.partitions.map((partition) => {
+        const fanoutConnection = connectRedis(config.redis, BACKGROUND_OPTIONS, 'persona-relay:fanout')
+        fanoutConnection.on('error', () => undefined)
+        return new Fanout({
+          connection: fanoutConnection,
+          streamKey: keys.intake(partition),
+          subscribers: new Set(queues.keys()),
+          bodies,
+          outcomes,
+          firstAttempts,
+          redaction,
+          orderingWindows,
+          ordering,
+          acknowledgeConnection: records,
+          log: app.log,
+          abandonedAfterMs
+        })
       })
-      fanout.start()
+      for (const fanout of fanouts) fanout.start()
       stopMaintenance = startMaintenance({
         controls: config.subscribers.map((subscriber) => ({
           control: controls.get(subscriber.name)!,
@@ -155,11 +160,11 @@ export const deliveryPlugin = fp<{ config: Config }>(
       queues,
       completions,
       controls,
-      isRunning: () => !fanout || (fanout.isRunning() && workers.every((worker) => worker.isRunning()))
+      isRunning: () => fanouts.every((fanout) => fanout.isRunning()) && workers.every((worker) => worker.isRunning())
     })
 
     app.addHook('onClose', async () => {
-      await Promise.all([fanout?.stop(), stopMaintenance()])
+      await Promise.all([...fanouts.map((fanout) => fanout.stop()), stopMaintenance()])
       // close() waits for attempts in flight; anything cut off by a hard stop returns to the queue
       // when its lock expires.
       await Promise.all(workers.map((worker) => worker.close()))

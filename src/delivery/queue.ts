@@ -1,5 +1,5 @@
 import { Queue, type Job } from 'bullmq'
-import type { ChainableCommander, Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { Config, SubscriberConfig } from '../config/index.js'
 import { KEPT_ATTEMPTS, parseAttemptLog } from './attempts.js'
 import type { AttemptRecord, DeliveryData } from './types.js'
@@ -16,7 +16,7 @@ export function queueName(subscriberName: string): string {
   return `delivery-${subscriberName}`
 }
 
-export function createQueue(subscriberName: string, connection: Redis, prefix: string): DeliveryQueue {
+export function createQueue(subscriberName: string, connection: RedisClient, prefix: string): DeliveryQueue {
   const queue = new Queue<DeliveryData>(queueName(subscriberName), { connection, prefix })
   // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
   queue.on('error', () => undefined)
@@ -37,26 +37,26 @@ export function deliveryJobOptions(subscriber: SubscriberConfig, retention: Conf
   }
 }
 
-/** Queues a read of whether the subscriber's queue is paused (BullMQ's meta hash) on a pipeline. */
-export function queuePausedFlag(pipeline: ChainableCommander, queue: DeliveryQueue): void {
-  pipeline.hexists(queue.keys.meta!, 'paused')
+/** Whether the subscriber's queue is paused (BullMQ's meta hash): one command, for the caller's connection to pipeline. */
+export async function isQueuePaused(redis: RedisClient, queue: DeliveryQueue): Promise<boolean> {
+  return (await redis.hexists(queue.keys.meta!, 'paused')) === 1
 }
 
 /**
  * When a delayed delivery is due: its score in the delayed set, which BullMQ shifts left by 12 bits
  * to keep an ordering counter. The job's own `timestamp + delay` is off by every earlier attempt.
  */
-export async function dueAt(redis: Redis, queue: DeliveryQueue, jobId: string): Promise<number | undefined> {
+export async function dueAt(redis: RedisClient, queue: DeliveryQueue, jobId: string): Promise<number | undefined> {
   const score = await redis.zscore(queue.keys.delayed!, jobId)
   return score === null ? undefined : Math.floor(Number(score) / 0x1000)
 }
 
 /** Dead letters of a queue that failed within [sinceMs, untilMs], in failure order, a page at a time. */
-export async function failedIdsBetween(redis: Redis, queue: DeliveryQueue, sinceMs: number, untilMs: number, offset: number, count: number) {
+export async function failedIdsBetween(redis: RedisClient, queue: DeliveryQueue, sinceMs: number, untilMs: number, offset: number, count: number) {
   return await redis.zrangebyscore(queue.keys.failed!, sinceMs, untilMs, 'LIMIT', offset, count)
 }
 
-export async function isDeadLetter(redis: Redis, queue: DeliveryQueue, jobId: string): Promise<boolean> {
+export async function isDeadLetter(redis: RedisClient, queue: DeliveryQueue, jobId: string): Promise<boolean> {
   return (await redis.zscore(queue.keys.failed!, jobId)) !== null
 }
 

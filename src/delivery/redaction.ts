@@ -1,11 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { EventBodies } from '../store/event-bodies.js'
+import { objectEvents } from '../store/event-store.js'
 import type { StoreKeys } from '../store/keys.js'
 import { promoteDelayed, type DeliveryQueue } from './queue.js'
 
 export interface RedactionOptions {
-  redis: Redis
+  redis: RedisClient
   keys: StoreKeys
   bodies: EventBodies
   queues: ReadonlyMap<string, DeliveryQueue>
@@ -24,7 +25,7 @@ export class Redaction {
 
   async redact(objectId: string, redactionEventId: string): Promise<number> {
     const { redis, keys, bodies, queues, log } = this.options
-    const earlier = (await redis.zrange(keys.object(objectId), '0', '-1')).filter((eventId) => eventId !== redactionEventId)
+    const earlier = (await objectEvents(redis, keys, objectId)).filter((eventId) => eventId !== redactionEventId)
     const removed = await bodies.redact(earlier)
     await Promise.all([...queues.values()].map((queue) => promoteDelayed(queue, earlier)))
     log.info({ objectId, eventId: redactionEventId, events: earlier.length, bodiesRemoved: removed }, 'event redacted')

@@ -1,8 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { SubscriberConfig } from '../config/index.js'
-import { storeKeys } from '../store/keys.js'
-import type { ScriptedTransaction } from '../store/scripts.js'
+import type { StoreKeys } from '../store/keys.js'
 import type { DeliveryJob, DeliveryQueue } from './queue.js'
 
 /** How many of the oldest waiting deliveries the probe takes turns among. */
@@ -29,8 +28,8 @@ export type ProbeAttempt = (job: DeliveryJob) => Promise<'delivered' | 'failed' 
 export interface SubscriberControlOptions {
   subscriber: SubscriberConfig
   queue: DeliveryQueue
-  redis: Redis
-  prefix: string
+  redis: RedisClient
+  keys: StoreKeys
   probeIntervalMs: number
   log: FastifyBaseLogger
 }
@@ -42,11 +41,11 @@ export interface SubscriberControlOptions {
  * interval; the first success resumes the queue. An operator can pause and resume by hand.
  */
 export class SubscriberControl {
-  private readonly keys: ReturnType<ReturnType<typeof storeKeys>['subscriber']>
+  private readonly keys: ReturnType<StoreKeys['subscriber']>
   private readonly listeners: (() => void)[] = []
 
   constructor(private readonly options: SubscriberControlOptions) {
-    this.keys = storeKeys(options.prefix).subscriber(options.subscriber.name)
+    this.keys = options.keys.subscriber(options.subscriber.name)
   }
 
   get name(): string {
@@ -64,9 +63,9 @@ export class SubscriberControl {
     if (failures === this.options.subscriber.pauseAfterFailures) await this.pause('breaker')
   }
 
-  /** A delivered attempt ends the run of failures, in the same transaction as its completion (outcomes.ts). */
-  queueReset(transaction: ScriptedTransaction): void {
-    transaction.del(this.keys.failures)
+  /** A delivered attempt ends the run of failures, sent with its completion (outcomes.ts). */
+  async resetFailures(): Promise<void> {
+    await this.options.redis.del(this.keys.failures)
   }
 
   async pause(reason: PauseReason): Promise<void> {

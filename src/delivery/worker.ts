@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../store/redis.js'
 import type { SubscriberConfig } from '../config/index.js'
 import type { EventBodies } from '../store/event-bodies.js'
 import { attempt, type AttemptContext } from './attempt.js'
@@ -30,7 +30,7 @@ export const REDACTED_REASON = 'redacted: Persona redacted the object, and its b
 export interface RetryWorkerOptions extends AttemptContext {
   subscriber: SubscriberConfig
   queue: DeliveryQueue
-  connection: Redis
+  connection: RedisClient
   prefix: string
   bodies: EventBodies
   outcomes: Outcomes

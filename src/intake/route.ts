@@ -120,7 +120,7 @@ export const intakeRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         recorded = await app.eventStore.record({ ...event, ...routing, body: raw.toString('utf8'), source: 'webhook', traceparent: traceparentOfRequest(request) })
       } catch (error) {
         request.log.warn({ eventId: event.id, err: { message: (error as Error).message } }, 'event store unavailable')
-        throw new Errors.STORE_UNAVAILABLE()
+        throw error instanceof Errors.REPLICAS_UNCONFIRMED ? error : new Errors.STORE_UNAVAILABLE()
       }
       if (recorded === 'duplicate') {
         intake.outcome = 'duplicate'

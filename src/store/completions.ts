@@ -1,9 +1,8 @@
-import type { Redis } from 'ioredis'
+import type { KeyLayout } from '../config/redis.js'
 import type { AttemptRecord } from '../delivery/types.js'
 import { storeKeys, type StoreKeys } from './keys.js'
-import { repliesOf } from './redis.js'
+import type { RedisClient } from './redis.js'
 import type { EventBodies } from './event-bodies.js'
-import type { ScriptedTransaction } from './scripts.js'
 
 /** A completed delivery: however it was delivered (first attempt, retry or probe), it is kept here. */
 export interface CompletedRecord {
@@ -48,17 +47,18 @@ const SWEEP_BATCH = 1000
 export class Completions {
   private readonly keys: StoreKeys
 
-  constructor(private readonly redis: Redis, prefix: string, private readonly historySeconds: number) {
-    this.keys = storeKeys(prefix)
+  constructor(private readonly redis: RedisClient, layout: KeyLayout, private readonly historySeconds: number) {
+    this.keys = storeKeys(layout)
   }
 
   /**
-   * Queues a batch of completions on the caller's pipeline: one write per event (its completion
-   * fields), one index entry per subscriber, and for a delivery that held the body key, its
-   * release. Its record then may be gone (a replayed dead letter can outlive it): written anew, it
-   * lasts as long as the history.
+   * Writes a batch of completions: one write per event (its completion fields), one index entry per
+   * subscriber, and for a delivery that held the body key, its release. Its record then may be gone
+   * (a replayed dead letter can outlive it): written anew, it lasts as long as the history. The
+   * commands go out together, pipelined by the connection per node; an event's go to one node, in
+   * the order issued.
    */
-  queueWrites(pipeline: ScriptedTransaction, completions: readonly Completion[], bodies: EventBodies): void {
+  async write(completions: readonly Completion[], bodies: EventBodies): Promise<void> {
     const fieldsByEvent = new Map<string, string[]>()
     const indexBySubscriber = new Map<string, (string | number)[]>()
     for (const { subscriber, record } of completions) {
@@ -69,14 +69,16 @@ export class Completions {
       index.push(Date.parse(record.finishedAt), record.eventId)
       indexBySubscriber.set(subscriber, index)
     }
+    const { redis, keys } = this
     // The completion first: a body released before it would make the delivery look expired.
-    for (const [eventId, fields] of fieldsByEvent) pipeline.hset(this.keys.event(eventId), ...fields)
-    for (const { subscriber, record, heldBody } of completions) {
-      if (!heldBody) continue
-      pipeline.expire(this.keys.event(record.eventId), this.historySeconds, 'NX')
-      bodies.queueRelease(pipeline, record.eventId, subscriber)
-    }
-    for (const [subscriber, index] of indexBySubscriber) pipeline.zadd(this.keys.completed(subscriber).byTime, ...index)
+    await Promise.all([
+      ...[...fieldsByEvent].map(([eventId, fields]) => redis.hset(keys.event(eventId), ...fields)),
+      ...completions.filter(({ heldBody }) => heldBody).flatMap(({ subscriber, record }) => [
+        redis.expire(keys.event(record.eventId), this.historySeconds, 'NX'),
+        bodies.release(record.eventId, subscriber)
+      ]),
+      ...[...indexBySubscriber].map(([subscriber, index]) => redis.zadd(keys.completed(subscriber).byTime, ...index))
+    ])
   }
 
   async get(subscriber: string, eventId: string): Promise<CompletedRecord | undefined> {
@@ -90,12 +92,11 @@ export class Completions {
     const { byTime, records } = this.keys.completed(subscriber)
     const ids = await this.redis.zrevrange(byTime, 0, count - 1)
     if (ids.length === 0) return []
-    const pipeline = this.redis.pipeline()
-    for (const id of ids) pipeline.hget(this.keys.event(id), `d:${subscriber}`)
-    pipeline.hmget(records, ...ids)
-    const replies = repliesOf(await pipeline.exec())
-    const legacy = replies.pop() as (string | null)[]
-    return (replies as (string | null)[]).flatMap((raw, index) => {
+    const [current, legacy] = await Promise.all([
+      Promise.all(ids.map((id) => this.redis.hget(this.keys.event(id), `d:${subscriber}`))),
+      this.redis.hmget(records, ...ids)
+    ])
+    return current.flatMap((raw, index) => {
       const found = raw ?? legacy[index]
       return found ? [parsed(found)] : []
     })
@@ -112,9 +113,11 @@ export class Completions {
     for (;;) {
       const ids = await this.redis.zrangebyscore(byTime, '-inf', `(${cutoffMs}`, 'LIMIT', 0, SWEEP_BATCH)
       if (ids.length === 0) return removed
-      const pipeline = this.redis.pipeline()
-      for (const id of ids) pipeline.hdel(this.keys.event(id), `d:${subscriber}`)
-      repliesOf(await pipeline.zrem(byTime, ...ids).hdel(records, ...ids).exec())
+      await Promise.all([
+        ...ids.map((id) => this.redis.hdel(this.keys.event(id), `d:${subscriber}`)),
+        this.redis.zrem(byTime, ...ids),
+        this.redis.hdel(records, ...ids)
+      ])
       removed += ids.length
     }
   }

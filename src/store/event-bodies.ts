@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis'
+import type { KeyLayout } from '../config/redis.js'
 import { storeKeys, type StoreKeys } from './keys.js'
-import { repliesOf } from './redis.js'
-import { pipelineOf, withScripts, type ScriptedRedis, type ScriptedTransaction } from './scripts.js'
+import type { RedisClient } from './redis.js'
+import { withScripts, type ScriptedRedis } from './scripts.js'
 
 /** What a queued delivery finds when it comes for the body. */
 export type BodyLookup =
@@ -31,8 +31,8 @@ export class EventBodies {
   private readonly redis: ScriptedRedis
 
   /** `recordTtlSeconds` bounds a body whose record has expired (DEDUPE_TTL_SECONDS). */
-  constructor(redis: Redis, prefix: string, private readonly recordTtlSeconds: number) {
-    this.keys = storeKeys(prefix)
+  constructor(redis: RedisClient, layout: KeyLayout, private readonly recordTtlSeconds: number) {
+    this.keys = storeKeys(layout)
     this.redis = withScripts(redis)
   }
 
@@ -48,9 +48,8 @@ export class EventBodies {
    */
   async redact(eventIds: readonly string[]): Promise<number> {
     if (eventIds.length === 0) return 0
-    const pipeline = pipelineOf(this.redis)
-    for (const eventId of eventIds) pipeline.redactBody(this.keys.event(eventId), this.keys.body(eventId))
-    return (repliesOf(await pipeline.exec()) as number[]).reduce((sum, removed) => sum + removed, 0)
+    const removed = await Promise.all(eventIds.map((eventId) => this.redis.redactBody(this.keys.event(eventId), this.keys.body(eventId)) as Promise<number>))
+    return removed.reduce((sum, count) => sum + count, 0)
   }
 
   /**
@@ -58,14 +57,7 @@ export class EventBodies {
    * key exists already), in one round trip.
    */
   async holdAll(subscriber: string, events: readonly { eventId: string; body: string }[]): Promise<void> {
-    const pipeline = pipelineOf(this.redis)
-    for (const { eventId, body } of events) pipeline.holdBody(this.keys.event(eventId), this.keys.body(eventId), subscriber, body, this.recordTtlSeconds)
-    repliesOf(await pipeline.exec())
-  }
-
-  /** The same release, as one step of the caller's pipeline (a delivery's completion, store/completions.ts). */
-  queueRelease(pipeline: ScriptedTransaction, eventId: string, subscriber: string): void {
-    pipeline.releaseBody(this.keys.event(eventId), this.keys.body(eventId), subscriber)
+    await Promise.all(events.map(({ eventId, body }) => this.redis.holdBody(this.keys.event(eventId), this.keys.body(eventId), subscriber, body, this.recordTtlSeconds)))
   }
 
   /** The subscriber no longer holds the body: never to be sent it, or a dead letter removed. */
@@ -80,12 +72,10 @@ export class EventBodies {
    */
   async undelivered(events: readonly RoutedIds[]): Promise<(string[] | undefined)[]> {
     if (events.length === 0) return []
-    const pipeline = this.redis.pipeline()
-    for (const { eventId, subscribers } of events) {
-      pipeline.hmget(this.keys.event(eventId), 'name', 'v', 'pending', ...subscribers.map((subscriber) => `d:${subscriber}`))
-    }
-    return repliesOf(await pipeline.exec()).map((reply, index) => {
-      const [name, layout, pending, ...completions] = reply as (string | null)[]
+    const replies = await Promise.all(events.map(({ eventId, subscribers }) =>
+      this.redis.hmget(this.keys.event(eventId), 'name', 'v', 'pending', ...subscribers.map((subscriber) => `d:${subscriber}`))))
+    return replies.map((reply, index) => {
+      const [name, layout, pending, ...completions] = reply
       if (name === null) return undefined
       const { subscribers } = events[index]!
       if (layout !== '2') return pending ? pending.split(',').filter((subscriber) => subscribers.includes(subscriber)) : []

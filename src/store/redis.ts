@@ -1,9 +1,15 @@
+import { readFileSync } from 'node:fs'
+import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import fp from 'fastify-plugin'
-import { Redis, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import type { RedisConfig } from '../config/redis.js'
+
+/** A connection in any mode: one node or a Sentinel-watched primary (Redis), or a Redis Cluster. */
+export type RedisClient = Redis | Cluster
 
 declare module 'fastify' {
   interface FastifyInstance {
-    redis: Redis
+    redis: RedisClient
   }
 }
 
@@ -39,13 +45,44 @@ export function repliesOf(replies: [Error | null, unknown][] | null): unknown[] 
   return replies.map(([, reply]) => reply)
 }
 
-export function connectRedis(url: string, options: RedisOptions, connectionName: string): Redis {
-  return new Redis(url, { ...options, connectionName })
+/**
+ * A new connection in the configured mode. A cluster client keeps the options for each node's
+ * connection, and its own offline queue and pipelining; it follows a failover by asking the
+ * cluster for its slots again, as a Sentinel client asks the sentinels for the new primary.
+ */
+export function connectRedis(config: RedisConfig, options: RedisOptions, connectionName: string): RedisClient {
+  const { topology } = config
+  if (topology.mode === 'single') return new Redis(topology.url, { ...options, connectionName })
+  const tls: TlsOptions | undefined = config.tls ? (config.tls.caFile ? { ca: readFileSync(config.tls.caFile) } : {}) : undefined
+  const node: RedisOptions = { ...options, connectionName, username: config.username, password: config.password, ...(tls ? { tls } : {}) }
+  if (topology.mode === 'sentinel') {
+    return new Redis({
+      ...node,
+      sentinels: topology.sentinels,
+      name: topology.name,
+      sentinelUsername: topology.sentinelUsername,
+      sentinelPassword: topology.sentinelPassword,
+      ...(tls ? { sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
+      // Told of a new primary by the sentinels at once, rather than when the old one's socket fails.
+      failoverDetector: true
+    })
+  }
+  const { enableOfflineQueue, enableAutoPipelining, enableReadyCheck, lazyConnect, ...perNode } = node
+  const cluster: ClusterOptions = {
+    redisOptions: perNode,
+    ...(lazyConnect === undefined ? {} : { lazyConnect }),
+    ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+    ...(enableAutoPipelining === undefined ? {} : { enableAutoPipelining }),
+    ...(enableReadyCheck === undefined ? {} : { enableReadyCheck }),
+    // Managed clusters' TLS certificates name the configuration endpoint, not the nodes' addresses.
+    ...(tls ? { dnsLookup: (address: string, callback: (error: null, address: string) => void) => callback(null, address) } : {})
+  }
+  return new Cluster(topology.nodes, cluster)
 }
 
-export const redisPlugin = fp<{ url: string }>(
-  async (app, { url }) => {
-    const redis = connectRedis(url, REQUEST_PATH_OPTIONS, 'persona-relay:intake')
+export const redisPlugin = fp<{ config: RedisConfig }>(
+  async (app, { config }) => {
+    const redis = connectRedis(config, REQUEST_PATH_OPTIONS, 'persona-relay:intake')
     let lastError = ''
     redis.on('error', (error: Error) => {
       // ioredis retries every few hundred ms while Redis is away; one line per distinct error is enough.
@@ -57,7 +94,7 @@ export const redisPlugin = fp<{ url: string }>(
       if (lastError) app.log.info('redis connection restored')
       lastError = ''
     })
-    app.decorate('redis', redis)
+    app.decorate<RedisClient, 'redis'>('redis', redis)
     // Start-up waits briefly for Redis so the first webhooks are not refused; past that the
     // service starts anyway, unready, and intake answers 503 until the connection is up.
     const ready = await Promise.race([

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
-import type { ChainableCommander, Redis } from 'ioredis'
+import type { ChainableCommander } from 'ioredis'
+import type { RedisClient } from './redis.js'
 
 /**
  * Every Lua script of the relay is a file in ./scripts, named after what it does and how many keys
@@ -48,7 +49,7 @@ export interface ScriptedTransaction extends ChainableCommander {
 }
 
 /** A connection with every script defined: each is a command, keys first, then arguments, as in the files. */
-export type ScriptedRedis = Redis & { [Name in ScriptName]: (...keysThenArgs: ScriptArgument[]) => Promise<unknown> }
+export type ScriptedRedis = RedisClient & { [Name in ScriptName]: (...keysThenArgs: ScriptArgument[]) => Promise<unknown> }
 
 /** A pipeline of a scripted connection. */
 export function pipelineOf(redis: ScriptedRedis): ScriptedTransaction {
@@ -59,7 +60,7 @@ export function pipelineOf(redis: ScriptedRedis): ScriptedTransaction {
  * Defines every script on the connection, once; ioredis then sends each by its SHA and copies the
  * definitions onto the connection's pipelines and transactions.
  */
-export function withScripts(redis: Redis): ScriptedRedis {
+export function withScripts(redis: RedisClient): ScriptedRedis {
   for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
     if (!(name in redis)) redis.defineCommand(name, source(name))
   }

@@ -26,7 +26,15 @@ t.test('only the webhook secret is required; everything else has a default', asy
     port: 3000,
     host: '0.0.0.0',
     logLevel: 'info',
-    redis: { url: 'redis://127.0.0.1:6379', prefix: 'persona-relay' },
+    redis: {
+      topology: { mode: 'single', url: 'redis://127.0.0.1:6379' },
+      username: undefined,
+      password: undefined,
+      tls: undefined,
+      layout: { prefix: 'persona-relay', partitions: 1, tagged: false },
+      waitReplicas: 0,
+      waitTimeoutMs: 1000
+    },
     persona: { secrets: [SECRET], path: '/webhooks/persona', toleranceSeconds: 300, acceptSplitHeaders: false },
     dedupeTtlSeconds: 604800,
     bodyLimitBytes: 1048576,
@@ -54,8 +62,8 @@ t.test('every global variable is converted to its typed setting', async (t) => {
     ['HOST', '127.0.0.1', (c) => c.host, '127.0.0.1'],
     ['LOG_LEVEL', 'debug', (c) => c.logLevel, 'debug'],
     ['LOG_LEVEL', 'silent', (c) => c.logLevel, 'silent'],
-    ['REDIS_URL', 'rediss://user:pw@redis.internal:6380/2', (c) => c.redis.url, 'rediss://user:pw@redis.internal:6380/2'],
-    ['REDIS_PREFIX', 'relay-test_1.a', (c) => c.redis.prefix, 'relay-test_1.a'],
+    ['REDIS_URL', 'rediss://user:pw@redis.internal:6380/2', (c) => c.redis.topology, { mode: 'single', url: 'rediss://user:pw@redis.internal:6380/2' }],
+    ['REDIS_PREFIX', 'relay-test_1.a', (c) => c.redis.layout.prefix, 'relay-test_1.a'],
     ['PERSONA_WEBHOOK_PATH', '/hooks/persona/v2', (c) => c.persona.path, '/hooks/persona/v2'],
     ['PERSONA_TIMESTAMP_TOLERANCE_SECONDS', '60', (c) => c.persona.toleranceSeconds, 60],
     ['PERSONA_ACCEPT_SPLIT_HEADERS', 'true', (c) => c.persona.acceptSplitHeaders, true],
@@ -141,7 +149,7 @@ t.test('empty string values count as unset', async (t) => {
   const config = load({ PORT: '', LOG_LEVEL: '', REDIS_URL: '', PERSONA_ACCEPT_SPLIT_HEADERS: '', SUBSCRIBER_CRM_SECRET: '' })
   t.equal(config.port, 3000)
   t.equal(config.logLevel, 'info')
-  t.equal(config.redis.url, 'redis://127.0.0.1:6379')
+  t.same(config.redis.topology, { mode: 'single', url: 'redis://127.0.0.1:6379' })
   t.equal(config.persona.acceptSplitHeaders, false)
   t.same(config.subscribers, [], 'a subscriber key with an empty value does not create a subscriber')
 

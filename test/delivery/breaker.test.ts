@@ -168,7 +168,7 @@ t.test('a probe that finds a delivery already made (its job cut off before it we
   await waitUntil('the delivery to wait', () => queue.getJob(id))
   // As an instance leaves it that delivered it and stopped before its job completed.
   await completedBehindTheJob({ app, config }, 'CRM', id)
-  await app.redis.hset(`${config.redis.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
+  await app.redis.hset(`${config.redis.layout.prefix}:subscriber:CRM:pause`, { reason: 'breaker', since: new Date().toISOString() })
 
   await waitUntil('the probe to remove the job', async () => (await queue.getJob(id)) === undefined)
   t.equal(subscriber.received.length, 0, 'sent once already, never again')

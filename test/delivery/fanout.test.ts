@@ -12,11 +12,11 @@ import { EventStore } from '../../src/store/event-store.js'
 import { storeKeys } from '../../src/store/keys.js'
 import { personaEvent, startRelay, uniqueEventId } from '../helpers/app.js'
 import { deliveryView, waitForDelivery } from '../helpers/delivery.js'
-import { startRedis, type TestRedis } from '../helpers/redis.js'
+import { startRedis, type TestRedis, singleNode } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
-const INTAKE = storeKeys('persona-relay').intake
+const INTAKE = storeKeys(singleNode('persona-relay')).intake(0)
 
 /** A throwaway Redis and a client on it, both gone when the test ends (after the relay: teardowns run last-in first-out). */
 async function redisFor(t: Test): Promise<{ redis: TestRedis; client: Redis }> {
@@ -29,7 +29,7 @@ async function redisFor(t: Test): Promise<{ redis: TestRedis; client: Redis }> {
   return { redis, client }
 }
 
-const KEYS = storeKeys('persona-relay')
+const KEYS = storeKeys(singleNode('persona-relay'))
 
 /** The fields the intake script writes, for entries written straight into the stream, after what it writes beside them. */
 async function entryFields(client: Redis, id: string, subscribers: string, name = 'inquiry.approved'): Promise<string[]> {
@@ -70,7 +70,7 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
   t.match(await client.xpending(INTAKE, FANOUT_GROUP, '-', '+', 10), [[String, 'crashed']])
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null })
   const records = withScripts(new Redis(redis.url, { maxRetriesPerRequest: null }))
-  const bodies = new EventBodies(records, 'persona-relay', 3600)
+  const bodies = new EventBodies(records, singleNode('persona-relay'), 3600)
   const { queues, controls, completions } = app.delivery
   const outcomes = new Outcomes({
     redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, keys: KEYS, metrics: app.metrics
@@ -106,7 +106,7 @@ t.test('an event recorded while no relay runs is delivered once one starts', asy
   const { redis, client } = await redisFor(t)
   const id = uniqueEventId()
   const body = personaEvent(id)
-  const store = new EventStore(client, 'persona-relay', 3600)
+  const store = new EventStore(client, singleNode('persona-relay'), 3600)
   t.equal(await store.record({ id, name: 'inquiry.approved', createdAt: '', body, subscribers: ['CRM'], source: 'webhook' }), 'recorded')
   t.equal(await client.xlen(INTAKE), 1)
 

@@ -12,7 +12,7 @@ import { waitUntil } from '../helpers/wait-until.js'
 const quietPeriod = () => new Promise((resolve) => setTimeout(resolve, 400))
 
 async function unacknowledged(app: App): Promise<number> {
-  const [count] = (await app.redis.xpending(app.eventStore.keys.intake, FANOUT_GROUP)) as [number]
+  const [count] = (await app.redis.xpending(app.eventStore.keys.intake(0), FANOUT_GROUP)) as [number]
   return count
 }
 
@@ -20,7 +20,7 @@ t.test('a delivery answered at once never becomes a job; its completion, the bod
   const subscriber = await startSubscriber()
   t.teardown(() => subscriber.close())
   const { app, config } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' })
-  const failuresKey = storeKeys(config.redis.prefix).subscriber('CRM').failures
+  const failuresKey = storeKeys(config.redis.layout).subscriber('CRM').failures
   await app.redis.set(failuresKey, '3')
   const id = uniqueEventId()
   const body = unusualBody(id)
@@ -42,7 +42,7 @@ t.test('a delivery answered at once never becomes a job; its completion, the bod
   t.equal(await storedBody(app, id), null, 'the only subscriber has it: the body is gone')
   t.equal(await app.redis.get(failuresKey), null, 'the success reset the breaker count')
   await waitUntil('the intake entry to be acknowledged and removed', async () =>
-    (await app.redis.xlen(app.eventStore.keys.intake)) === 0 && (await unacknowledged(app)) === 0)
+    (await app.redis.xlen(app.eventStore.keys.intake(0))) === 0 && (await unacknowledged(app)) === 0)
 })
 
 t.test('the intake entry stays unacknowledged while its first attempt is in flight', async (t) => {

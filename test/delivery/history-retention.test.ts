@@ -211,10 +211,10 @@ t.test('the sweeps remove only what is older than each limit and say how many th
 
 // Completed jobs are what releases before the completion store left behind: swept all the same.
 t.test('a sweep removes more than one batch of expired jobs', async (t) => {
-  const { app, config } = await startRelay(t)
-  const connection = { url: config.redis.url }
-  const queue = new Queue<DeliveryData>('bulk', { connection, prefix: config.redis.prefix })
-  const worker = new Worker<DeliveryData>('bulk', async () => 'done', { connection, prefix: config.redis.prefix, concurrency: 200 })
+  const { app, config, redis } = await startRelay(t)
+  const connection = { url: redis.url }
+  const queue = new Queue<DeliveryData>('bulk', { connection, prefix: config.redis.layout.prefix })
+  const worker = new Worker<DeliveryData>('bulk', async () => 'done', { connection, prefix: config.redis.layout.prefix, concurrency: 200 })
   t.teardown(async () => {
     await worker.close()
     await queue.close()
@@ -224,9 +224,9 @@ t.test('a sweep removes more than one batch of expired jobs', async (t) => {
   await queue.addBulk(Array.from({ length: count }, (_, index) => ({ name: 'n', data, opts: { jobId: `job${index}` } })))
   await waitUntil('every bulk job to complete', async () => (await queue.getCompletedCount()) === count, 30_000, 100)
 
-  t.equal((await app.redis.keys(`${config.redis.prefix}:bulk:job*`)).length, count, 'the jobs live on the test Redis')
+  t.equal((await app.redis.keys(`${config.redis.layout.prefix}:bulk:job*`)).length, count, 'the jobs live on the test Redis')
   const justNow = { ...config.delivery, historyHours: 0.001 / 3600 }
   t.equal(await sweepQueue(queue, justNow), count)
   t.equal(await queue.getCompletedCount(), 0)
-  t.same(await app.redis.keys(`${config.redis.prefix}:bulk:job*`), [])
+  t.same(await app.redis.keys(`${config.redis.layout.prefix}:bulk:job*`), [])
 })

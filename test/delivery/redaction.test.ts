@@ -86,7 +86,7 @@ t.test('a redaction no subscriber wants is still carried out', async (t) => {
   t.equal(await storedBody(app, approved), null)
   t.same((await eventView(app, redaction)).deliveries, [], 'the redaction was routed to no one')
   await waitUntil('the redaction log line', async () => logs.lines.find((entry) => entry.msg === 'event redacted' && entry.objectId === 'inq_NOBODY'))
-  t.equal(await app.redis.xlen(app.eventStore.keys.intake), 0, 'its intake entry is acknowledged and gone')
+  t.equal(await app.redis.xlen(app.eventStore.keys.intake(0)), 0, 'its intake entry is acknowledged and gone')
 })
 
 t.test('an event named .redacted without an object, or about another object, removes nothing', async (t) => {

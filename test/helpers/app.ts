@@ -53,15 +53,21 @@ export interface TestRelay {
 /** A relay built by buildApp on a throwaway Redis; both are closed when the test ends. */
 export async function startRelay(t: Test, overrides: Record<string, string> = {}, redis?: TestRedis): Promise<TestRelay> {
   const ownRedis = redis ?? (await startRedis())
-  const config = loadConfig(testEnv(ownRedis, overrides))
+  const relay = await startRelayWith(t, testEnv(ownRedis, overrides))
+  t.teardown(async () => {
+    if (!redis) await ownRedis.stop()
+  })
+  return { ...relay, redis: ownRedis }
+}
+
+/** A relay built by buildApp from exactly this environment (a cluster's or sentinels' included); closed when the test ends. */
+export async function startRelayWith(t: Test, env: Record<string, string>): Promise<Omit<TestRelay, 'redis'>> {
+  const config = loadConfig(env)
   const { stream, capture } = captureLogs()
   const app = await buildApp(config, { logStream: stream })
   await app.ready()
-  t.teardown(async () => {
-    await app.close()
-    if (!redis) await ownRedis.stop()
-  })
-  return { app, config, redis: ownRedis, logs: capture }
+  t.teardown(() => app.close())
+  return { app, config, logs: capture }
 }
 
 export function personaEvent(id: string, name = 'inquiry.approved', extra: Record<string, unknown> = {}): string {

@@ -3,8 +3,6 @@ import { once } from 'node:events'
 import type { App } from '../../src/app.js'
 import { getDelivery } from '../../src/delivery/deliveries.js'
 import { EventBodies } from '../../src/store/event-bodies.js'
-import { repliesOf } from '../../src/store/redis.js'
-import { pipelineOf, withScripts } from '../../src/store/scripts.js'
 import type { AttemptRecord, DeliveryView } from '../../src/delivery/types.js'
 import { signedHeaders, type LogCapture, type TestRelay } from './app.js'
 import { FIXTURE, FIXTURE_ID } from './fixtures.js'
@@ -97,12 +95,10 @@ export async function closeServer(server: Server): Promise<void> {
  */
 export async function completedBehindTheJob(relay: Pick<TestRelay, 'app' | 'config'>, subscriber: string, eventId: string): Promise<void> {
   const { app, config } = relay
-  const pipeline = pipelineOf(withScripts(app.redis))
   const finishedAt = new Date().toISOString()
-  app.delivery.completions.queueWrites(pipeline, [{
+  await app.delivery.completions.write([{
     subscriber,
     heldBody: true,
     record: { eventId, eventName: 'inquiry.approved', queuedAt: finishedAt, finishedAt, maxAttempts: 1, attempts: [] }
-  }], new EventBodies(app.redis, config.redis.prefix, config.dedupeTtlSeconds))
-  repliesOf(await pipeline.exec())
+  }], new EventBodies(app.redis, config.redis.layout, config.dedupeTtlSeconds))
 }

@@ -76,3 +76,8 @@ export async function startRedis(options: { appendOnly?: boolean } = {}): Promis
     }
   }
 }
+
+/** The key layout of one node with one intake partition: the strings deployments have always used. */
+export function singleNode(prefix = 'persona-relay') {
+  return { prefix, partitions: 1, tagged: false }
+}

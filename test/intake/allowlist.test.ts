@@ -26,7 +26,7 @@ async function listeningRelay(t: Test, env: Record<string, string>): Promise<Rel
   await relay.app.listen({ port: 0, host: '127.0.0.1' })
   const client = new Redis(relay.redis.url)
   t.teardown(() => client.disconnect())
-  const prefix = relay.config.redis.prefix
+  const prefix = relay.config.redis.layout.prefix
   return {
     ...relay,
     port: (relay.app.server.address() as { port: number }).port,

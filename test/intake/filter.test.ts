@@ -82,7 +82,7 @@ t.test('a subscriber with a filter gets only the events it lets through, whateve
     }
   }
 
-  const prefix = config.redis.prefix
+  const prefix = config.redis.layout.prefix
   for (const event of sent) {
     const [subscribers, filtered, objectType, objectId] = await app.redis.hmget(`${prefix}:event:${event.id}`, 'subscribers', 'filtered', 'objectType', 'objectId')
     t.same(
@@ -139,7 +139,7 @@ t.test('an event whose only subscriber filters it out is recorded, acknowledged,
   await waitForDelivery(app, 'APPROVED', wanted.id, 'completed')
 
   t.same([...receivedBodies(approved).keys()], [wanted.id], 'only the event it lets through')
-  t.equal(await app.redis.exists(`${config.redis.prefix}:body:${refused.id}`), 0, 'no body kept for a delivery that will never be made')
+  t.equal(await app.redis.exists(`${config.redis.layout.prefix}:body:${refused.id}`), 0, 'no body kept for a delivery that will never be made')
   t.match(await eventView(app, refused.id), {
     id: refused.id,
     source: 'webhook',

@@ -49,7 +49,7 @@ async function relayWithInspector(t: Test, overrides: Record<string, string> = {
   client.on('error', () => undefined)
   await client.connect()
   t.teardown(() => client.disconnect())
-  const prefix = relay.config.redis.prefix
+  const prefix = relay.config.redis.layout.prefix
   return {
     ...relay,
     client,
@@ -68,7 +68,7 @@ async function expectAccepted(t: Test, relay: Relay, payload: string | Buffer, h
   const response = await relay.post(payload, headers)
   t.equal(response.statusCode, 200, 'answered 200')
   t.same(response.json(), { received: true, id })
-  t.equal(await relay.client.exists(`${relay.config.redis.prefix}:event:${id}`), 1, 'event id recorded')
+  t.equal(await relay.client.exists(`${relay.config.redis.layout.prefix}:event:${id}`), 1, 'event id recorded')
 }
 
 /** Nothing lost, nothing recorded: a refused request leaves Redis as it was and echoes nothing. */

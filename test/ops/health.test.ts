@@ -32,7 +32,7 @@ t.test('/readyz answers 503 while Redis is down and ready again once it is back,
   const { app, logs } = await startRelay(t, { SUBSCRIBER_CRM_URL: subscriber.url, SUBSCRIBER_CRM_EVENTS: '*' }, redis)
   t.equal((await readiness(app)).statusCode, 200)
   await waitUntil('the fan-out to create its consumer group', async () =>
-    ((await app.redis.xinfo('GROUPS', app.eventStore.keys.intake).catch(() => [])) as unknown[]).length > 0)
+    ((await app.redis.xinfo('GROUPS', app.eventStore.keys.intake(0)).catch(() => [])) as unknown[]).length > 0)
 
   const printed = t.capture(console, 'error')
   await redis.kill()

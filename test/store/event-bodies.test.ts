@@ -4,10 +4,10 @@ import { EventBodies } from '../../src/store/event-bodies.js'
 import { EventStore } from '../../src/store/event-store.js'
 import { storeKeys } from '../../src/store/keys.js'
 import { personaEvent, uniqueEventId } from '../helpers/app.js'
-import { startRedis } from '../helpers/redis.js'
+import { startRedis, singleNode } from '../helpers/redis.js'
 
 const DAY = 86_400
-const KEYS = storeKeys('persona-relay')
+const KEYS = storeKeys(singleNode('persona-relay'))
 
 t.test('EventBodies on a real Redis', async (t) => {
   const redis = await startRedis()
@@ -16,8 +16,8 @@ t.test('EventBodies on a real Redis', async (t) => {
     client.disconnect()
     await redis.stop()
   })
-  const store = new EventStore(client, 'persona-relay', 7 * DAY)
-  const bodies = new EventBodies(client, 'persona-relay', 7 * DAY)
+  const store = new EventStore(client, singleNode('persona-relay'), 7 * DAY)
+  const bodies = new EventBodies(client, singleNode('persona-relay'), 7 * DAY)
   async function recorded(subscribers: string[]) {
     const id = uniqueEventId()
     const body = personaEvent(id)
@@ -28,7 +28,7 @@ t.test('EventBodies on a real Redis', async (t) => {
   t.test('an event travels with its body in the stream: no body key until a delivery waits in a queue', async (t) => {
     const { id, body } = await recorded(['CRM', 'AUDIT'])
     t.equal(await client.exists(KEYS.body(id)), 0)
-    const [[, fields]] = (await client.xrange(KEYS.intake, '-', '+')).slice(-1) as [[string, string[]]]
+    const [[, fields]] = (await client.xrange(KEYS.intake(0), '-', '+')).slice(-1) as [[string, string[]]]
     t.equal(fields[fields.indexOf('body') + 1], body, 'the entry carries the exact body')
     t.same(await bodies.lookup(id, 'CRM'), { kind: 'expired' }, 'a queued delivery without a kept body finds none')
   })

@@ -5,7 +5,7 @@ import { deliveryCounts } from '../../src/delivery/deliveries.js'
 import { EventStore, type IncomingEvent, type RecordOutcome } from '../../src/store/event-store.js'
 import { REQUEST_PATH_OPTIONS } from '../../src/store/redis.js'
 import { personaEvent, signedHeaders, startRelay, uniqueEventId } from '../helpers/app.js'
-import { startRedis, type TestRedis } from '../helpers/redis.js'
+import { startRedis, type TestRedis, singleNode } from '../helpers/redis.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
@@ -51,7 +51,7 @@ async function streamEntries(client: Redis, key: string): Promise<Record<string,
 
 t.test('EventStore.record on a real Redis', async (t) => {
   const { client } = await freshRedis(t)
-  const store = new EventStore(client, 'persona-relay', 7 * DAY)
+  const store = new EventStore(client, singleNode('persona-relay'), 7 * DAY)
 
   t.test('records a new id once and reports every later copy as a duplicate', async (t) => {
     const event = incoming()
@@ -124,7 +124,7 @@ t.test('EventStore.record on a real Redis', async (t) => {
   })
 
   t.test('two stores on one connection share the script', async (t) => {
-    const other = new EventStore(client, 'persona-relay', 60)
+    const other = new EventStore(client, singleNode('persona-relay'), 60)
     const event = incoming()
     t.equal(await other.record(event), 'recorded')
     t.equal(await store.record(event), 'duplicate')
@@ -133,7 +133,7 @@ t.test('EventStore.record on a real Redis', async (t) => {
   t.test('copies racing on separate connections record the id exactly once', async (t) => {
     const { redis } = await freshRedis(t)
     const stores = await Promise.all(
-      Array.from({ length: 10 }, async () => new EventStore(await connect(t, redis), 'persona-relay', DAY))
+      Array.from({ length: 10 }, async () => new EventStore(await connect(t, redis), singleNode(), DAY))
     )
     for (let round = 0; round < 10; round++) {
       const event = incoming()
@@ -147,7 +147,7 @@ t.test('EventStore.record on a real Redis', async (t) => {
 
 t.test('records made in one turn of the event loop share one write to Redis, each with its own outcome', async (t) => {
   const { client } = await freshRedis(t)
-  const store = new EventStore(client, 'persona-relay', DAY)
+  const store = new EventStore(client, singleNode('persona-relay'), DAY)
   const known = incoming()
   await store.record(known)
   const readsProcessed = async () => Number(/total_reads_processed:(\d+)/.exec(await client.info('stats'))![1])
@@ -170,7 +170,7 @@ t.test('Redis away: every record of the batch fails; once it is back, records go
   client.on('error', () => undefined)
   t.teardown(() => client.disconnect())
   await waitUntil('connected', () => client.status === 'ready')
-  const store = new EventStore(client, 'persona-relay', DAY)
+  const store = new EventStore(client, singleNode('persona-relay'), DAY)
   await redis.kill()
   const events = Array.from({ length: 5 }, () => incoming())
   const results = await Promise.allSettled(events.map((event) => store.record(event)))
@@ -183,7 +183,7 @@ t.test('Redis away: every record of the batch fails; once it is back, records go
 
 t.test('the id is forgotten once dedupeTtlSeconds have passed', async (t) => {
   const { client } = await freshRedis(t)
-  const store = new EventStore(client, 'persona-relay', 1)
+  const store = new EventStore(client, singleNode('persona-relay'), 1)
   const event = incoming()
   t.equal(await store.record(event), 'recorded')
   await waitUntil('the record to expire', async () => (await client.exists(`persona-relay:event:${event.id}`)) === 0, 5000)
@@ -192,9 +192,9 @@ t.test('the id is forgotten once dedupeTtlSeconds have passed', async (t) => {
 
 t.test('every key lives under the configured prefix', async (t) => {
   const { client } = await freshRedis(t)
-  const tenantA = new EventStore(client, 'tenant-a.relay_1', DAY)
-  const tenantB = new EventStore(client, 'tenant-b', DAY)
-  t.same(tenantA.keys.intake, 'tenant-a.relay_1:intake')
+  const tenantA = new EventStore(client, singleNode('tenant-a.relay_1'), DAY)
+  const tenantB = new EventStore(client, singleNode('tenant-b'), DAY)
+  t.same(tenantA.keys.intake(0), 'tenant-a.relay_1:intake')
   const event = incoming()
   t.equal(await tenantA.record(event), 'recorded')
   t.equal(await tenantB.record(event), 'recorded', 'prefixes do not share de-duplication')

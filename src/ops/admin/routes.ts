@@ -5,6 +5,7 @@ import { deliveryCounts, getDelivery, listDeliveries, retryFailedDeliveries } fr
 import { oldestWaitingMs, replay } from '../../delivery/queue.js'
 import { activityOf } from '../../delivery/activity.js'
 import { isObjectId } from '../../persona/event.js'
+import { objectEvents, receivedBetween } from '../../store/event-store.js'
 import { deliveryId, parseDeliveryId, type DeliveryView } from '../../delivery/types.js'
 import { backfillRoutes } from './backfill-routes.js'
 import { bearerTokenMatches } from './bearer-token.js'
@@ -97,7 +98,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
       views.filter((view): view is EventView => view !== undefined && inRange(view)).sort((a, b) => received(b) - received(a)).slice(0, limit)
     if (AN_EVENT_ID.test(q)) return { match: 'event' as const, items: newestFirst([await eventView(q)]) }
     if (isObjectId(q)) {
-      const ids = await app.redis.zrevrange(app.eventStore.keys.object(q), 0, OBJECT_EVENTS_SHOWN - 1)
+      const ids = await objectEvents(app.redis, app.eventStore.keys, q, OBJECT_EVENTS_SHOWN)
       if (ids.length > 0) return { match: 'object' as const, items: newestFirst(await Promise.all(ids.map(eventView))) }
     }
     return { match: q ? ('name' as const) : ('all' as const), items: await eventsReceived(q, sinceMs, untilMs, limit) }
@@ -106,16 +107,18 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
   /** Events received in the range, newest first, with the name `name` ('' for any); at most SEARCH_SCANNED looked at. */
   async function eventsReceived(name: string, sinceMs: number, untilMs: number, limit: number): Promise<EventView[]> {
     const found: EventView[] = []
+    const min = Number.isFinite(sinceMs) ? String(sinceMs) : '-inf'
     let max = Number.isFinite(untilMs) ? String(untilMs) : '+inf'
     for (let scanned = 0; found.length < limit && scanned < SEARCH_SCANNED; scanned += SEARCH_PAGE) {
-      const page = await app.redis.zrevrangebyscore(app.eventStore.keys.received, max, Number.isFinite(sinceMs) ? sinceMs : '-inf', 'WITHSCORES', 'LIMIT', 0, SEARCH_PAGE)
+      const page = await receivedBetween(app.redis, app.eventStore.keys, min, max, SEARCH_PAGE)
       if (page.length === 0) break
-      const ids = page.filter((_, index) => index % 2 === 0)
-      const names = name ? await app.redis.pipeline(ids.map((id) => ['hget', app.eventStore.keys.event(id), 'name'])).exec() : undefined
-      const wanted = ids.filter((_, index) => !names || names[index]?.[1] === name)
+      const ids = page.map(([eventId]) => eventId)
+      // One command per event, not a pipeline: on a cluster the events' records are on several nodes.
+      const names = name ? await Promise.all(ids.map((id) => app.redis.hget(app.eventStore.keys.event(id), 'name'))) : undefined
+      const wanted = ids.filter((_, index) => !names || names[index] === name)
       for (const view of await Promise.all(wanted.map(eventView))) if (view && found.length < limit) found.push(view)
       // The next page starts below this one's oldest; ties at that millisecond are rare, and shown once.
-      max = `(${page.at(-1)}`
+      max = `(${page.at(-1)![1]}`
       if (ids.length < SEARCH_PAGE) break
     }
     return found
@@ -124,7 +127,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: str
   app.get('/objects/:objectId', { schema: { params: ObjectParams, response: { 200: ObjectSchema, ...Errors4xx } } }, async (request) => {
     const { objectId } = request.params
     // Members whose records expired are skipped; the index itself expires with its newest event.
-    const ids = await app.redis.zrevrange(app.eventStore.keys.object(objectId), 0, OBJECT_EVENTS_SHOWN - 1)
+    const ids = await objectEvents(app.redis, app.eventStore.keys, objectId, OBJECT_EVENTS_SHOWN)
     const events = (await Promise.all(ids.map(eventView))).filter((view): view is EventView => view?.object !== undefined)
     if (events.length === 0) throw new Errors.OBJECT_NOT_FOUND()
     return { id: objectId, type: events[0]!.object!.type, events }

@@ -4,11 +4,16 @@
 -- ARGV: id, name, createdAt, receivedAt, subscribers (comma-separated, '' for none), body, source,
 -- TTL in seconds, filtered subscribers (comma-separated), object type, object id ('' for none),
 -- the object index's score (created-at in ms), '1' when the event redacts its object, the intake
--- span's traceparent ('' without tracing), the time received in ms. Returns 1, or
--- 0 for a duplicate. A redaction is queued even when no subscriber wants it: fan-out carries it out.
+-- span's traceparent ('' without tracing), the time received in ms, '1' when the caller waits for
+-- replicas (REDIS_WAIT_REPLICAS). Returns 1, or 0 for a duplicate, which then counts itself in
+-- `seen` when the caller waits: a write for the WAIT that follows to confirm, with the record before it.
+-- A redaction is queued even when no subscriber wants it: fan-out carries it out.
 -- The body travels in the stream entry: a delivery that needs it later (a retry) keeps it in a key
 -- of its own (hold-body-2.lua). `v` 2 marks this layout; records without it are older.
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[16] == '1' then redis.call('HINCRBY', KEYS[1], 'seen', 1) end
+  return 0
+end
 -- Appends a field and its value to a command's arguments, unless the value is empty.
 local function optional(arguments, field, value)
   if value ~= '' then

@@ -89,7 +89,7 @@ t.test('an object lists its events newest created-at first, each as GET /admin/e
   t.same([verificationView.statusCode, verificationView.body.type, verificationView.body.events.map((event) => [event.id, event.deliveries])], [200, 'verification/government-id', [[verification, []]]], 'an event routed to no one is still listed')
 
   // The index itself: created-at in ms as scores, kept as long as the records.
-  const prefix = config.redis.prefix
+  const prefix = config.redis.layout.prefix
   t.same(await app.redis.zrange(`${prefix}:object:${INQUIRY}`, '0', '-1', 'WITHSCORES'), [
     oldest, String(Date.parse('2026-11-27T10:00:01.000Z')),
     middle, String(Date.parse('2026-11-27T10:00:02.000Z')),
@@ -142,7 +142,7 @@ t.test('an event whose payload names no indexable object has no object and no in
     await waitForDelivery(app, 'CRM', id, 'completed')
     t.notOk('object' in (await eventView(app, id)), label)
   }
-  t.same(await app.redis.keys(`${config.redis.prefix}:object:*`), [], 'nothing indexed')
+  t.same(await app.redis.keys(`${config.redis.layout.prefix}:object:*`), [], 'nothing indexed')
   t.equal((await admin(app, 'GET', '/admin/objects/inq_ok')).statusCode, 404)
 })
 
