@@ -111,23 +111,30 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     await app.register(tracing.plugin)
     app.addHook('onClose', () => tracing.shutdown())
   }
-  await app.register(redisPlugin, { config: config.redis })
-  await app.register(metricsPlugin, { metricsPort: config.metricsPort, host: config.host })
-  await app.register(eventStorePlugin, {
-    layout: config.redis.layout,
-    dedupeTtlSeconds: config.dedupeTtlSeconds,
-    replicaWait: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs }
-  })
-  await app.register(deliveryPlugin, { config })
-  await app.register(backfillPlugin, { config })
-  await app.register(healthRoutes, { secrets: config.persona.secrets })
-  // A worker-only instance does not take webhooks; it still serves health and the admin API.
-  if (config.role !== 'worker') await app.register(intakeRoutes, { config })
-  if (config.adminToken) {
-    await app.register(adminRoutes, { prefix: '/admin', config, token: config.adminToken })
-    // Loaded only here: bull-board and its UI cost an instance without the admin API about 10 MB.
-    const { DASHBOARD_PATH, dashboardRoutes } = await import('./ops/dashboard.js')
-    await app.register(dashboardRoutes, { prefix: DASHBOARD_PATH, token: config.adminToken })
+  // A start refused part-way (data in another key layout, found once Redis answered) closes the
+  // connections it had opened, so that a process or test that goes on is not held by them.
+  try {
+    await app.register(redisPlugin, { config: config.redis })
+    await app.register(metricsPlugin, { metricsPort: config.metricsPort, host: config.host })
+    await app.register(eventStorePlugin, {
+      layout: config.redis.layout,
+      dedupeTtlSeconds: config.dedupeTtlSeconds,
+      replicaWait: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs }
+    })
+    await app.register(deliveryPlugin, { config })
+    await app.register(backfillPlugin, { config })
+    await app.register(healthRoutes, { secrets: config.persona.secrets })
+    // A worker-only instance does not take webhooks; it still serves health and the admin API.
+    if (config.role !== 'worker') await app.register(intakeRoutes, { config })
+    if (config.adminToken) {
+      await app.register(adminRoutes, { prefix: '/admin', config, token: config.adminToken })
+      // Loaded only here: bull-board and its UI cost an instance without the admin API about 10 MB.
+      const { DASHBOARD_PATH, dashboardRoutes } = await import('./ops/dashboard.js')
+      await app.register(dashboardRoutes, { prefix: DASHBOARD_PATH, token: config.adminToken })
+    }
+  } catch (error) {
+    await app.close().catch(() => undefined)
+    throw error
   }
   return app
 }

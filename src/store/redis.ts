@@ -52,8 +52,9 @@ export function repliesOf(replies: [Error | null, unknown][] | null): unknown[] 
  */
 export function connectRedis(config: RedisConfig, options: RedisOptions, connectionName: string): RedisClient {
   const { topology } = config
-  if (topology.mode === 'single') return new Redis(topology.url, { ...options, connectionName })
   const tls: TlsOptions | undefined = config.tls ? (config.tls.caFile ? { ca: readFileSync(config.tls.caFile) } : {}) : undefined
+  // A rediss:// URL turns TLS on by itself; a CA file is the one thing it cannot say.
+  if (topology.mode === 'single') return new Redis(topology.url, { ...options, connectionName, ...(config.tls?.caFile ? { tls } : {}) })
   const node: RedisOptions = { ...options, connectionName, username: config.username, password: config.password, ...(tls ? { tls } : {}) }
   if (topology.mode === 'sentinel') {
     return new Redis({
@@ -103,7 +104,8 @@ export const redisPlugin = fp<{ config: RedisConfig }>(
     ])
     if (!ready) app.log.warn('redis is not reachable yet; intake answers 503 until it is')
     app.addHook('onClose', async () => {
-      await redis.quit().catch(() => redis.disconnect())
+      // quit() alone leaves a Sentinel client's failover subscriptions open (ioredis #1362): disconnect() closes them.
+      await redis.quit().catch(() => undefined).finally(() => redis.disconnect())
     })
   },
   { name: 'redis' }

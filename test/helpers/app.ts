@@ -53,8 +53,9 @@ export interface TestRelay {
 /** A relay built by buildApp on a throwaway Redis; both are closed when the test ends. */
 export async function startRelay(t: Test, overrides: Record<string, string> = {}, redis?: TestRedis): Promise<TestRelay> {
   const ownRedis = redis ?? (await startRedis())
-  const relay = await startRelayWith(t, testEnv(ownRedis, overrides))
+  const relay = await buildRelay(testEnv(ownRedis, overrides))
   t.teardown(async () => {
+    await relay.app.close()
     if (!redis) await ownRedis.stop()
   })
   return { ...relay, redis: ownRedis }
@@ -62,11 +63,16 @@ export async function startRelay(t: Test, overrides: Record<string, string> = {}
 
 /** A relay built by buildApp from exactly this environment (a cluster's or sentinels' included); closed when the test ends. */
 export async function startRelayWith(t: Test, env: Record<string, string>): Promise<Omit<TestRelay, 'redis'>> {
+  const relay = await buildRelay(env)
+  t.teardown(() => relay.app.close())
+  return relay
+}
+
+async function buildRelay(env: Record<string, string>): Promise<Omit<TestRelay, 'redis'>> {
   const config = loadConfig(env)
   const { stream, capture } = captureLogs()
   const app = await buildApp(config, { logStream: stream })
   await app.ready()
-  t.teardown(() => app.close())
   return { app, config, logs: capture }
 }
 

@@ -29,14 +29,15 @@ export async function freePort(): Promise<number> {
  * A throwaway redis-server on a free port, never the developer's own. No persistence unless asked,
  * so stopping it loses everything, as a crash of an unpersisted Redis would.
  */
-export async function startRedis(options: { appendOnly?: boolean } = {}): Promise<TestRedis> {
+export async function startRedis(options: { appendOnly?: boolean; replicaOf?: number; extraArgs?: string[] } = {}): Promise<TestRedis> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'persona-relay-redis-'))
   let child: ChildProcess | undefined
 
   const start = async () => {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
-      '--appendonly', options.appendOnly ? 'yes' : 'no', '--maxmemory-policy', 'noeviction']
+      '--appendonly', options.appendOnly ? 'yes' : 'no', '--maxmemory-policy', 'noeviction',
+      ...(options.replicaOf ? ['--replicaof', '127.0.0.1', String(options.replicaOf)] : []), ...(options.extraArgs ?? [])]
     const spawned = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child = spawned
     let output = ''
