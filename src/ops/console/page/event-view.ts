@@ -28,8 +28,7 @@ function deliveryCard(initial: DeliveryView, retried: () => void) {
   const element = h('section', { class: 'delivery', 'aria-labelledby': heading }, h('h4', { id: heading }, initial.subscriber), body, actions, status)
 
   const update = (delivery: DeliveryView) => {
-    const attempts = delivery.attempts.length
-    fill(body, 
+    fill(body,
       h('p', { class: 'delivery-state' }, h('span', { class: `badge state-${delivery.state}` }, stateLabel(delivery.state)), ' ', h('span', { class: 'why' }, reasonOf(delivery))),
       delivery.failedReason !== undefined && h('p', { class: 'failed-reason' }, delivery.failedReason),
       facts([
@@ -37,11 +36,11 @@ function deliveryCard(initial: DeliveryView, retried: () => void) {
         ['Queued', utc(delivery.queuedAt)],
         ['Finished', delivery.finishedAt && utc(delivery.finishedAt)]
       ]),
-      attempts > 0
+      delivery.attempts.length > 0
         ? h('ol', { class: 'timeline', 'aria-label': `Attempts to ${delivery.subscriber}` }, ...delivery.attempts.map(attemptItem))
         : h('p', { class: 'muted' }, 'No attempt made.'))
-    // A question the operator is answering stays, whatever the refresh says.
-    if (retry?.asking()) return
+    // The button is made again only when it comes or goes: one the operator is using stays.
+    if ((delivery.state === 'failed') === (retry !== undefined)) return
     retry = delivery.state === 'failed'
       ? confirmable('Retry', () => `Send ${delivery.subscriber} this event again? It gets a fresh budget of ${delivery.maxAttempts} attempts.`, async () => {
         await api.retry(delivery.id)
