@@ -11,7 +11,7 @@ export type Subscriber = Static<typeof SubscriberSchema>
 export type Activity = Static<typeof ActivitySchema>
 
 /** An answer other than 2xx, with the API's stable code. */
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
     super(message)
   }

@@ -3,7 +3,7 @@ import { facts, h } from './dom.js'
 import { fromUtcInput, stateLabel, utc } from './format.js'
 
 /** One state badge per routed subscriber. */
-export function deliveryBadges(event: EventView): HTMLElement {
+function deliveryBadges(event: EventView): HTMLElement {
   return h('ul', { class: 'badges', 'aria-label': 'Deliveries' },
     ...event.deliveries.map((delivery) => h('li', { class: `badge state-${delivery.state}` }, `${delivery.subscriber}: ${stateLabel(delivery.state)}`)))
 }
