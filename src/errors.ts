@@ -44,7 +44,16 @@ export const Errors = {
   BAD_REQUEST: createError('BAD_REQUEST', 'The request is malformed', 400),
   /** %s is the schema rule that failed (a path and a constraint, never the value sent). */
   INVALID_REQUEST: createError('INVALID_REQUEST', 'Invalid request: %s', 400),
-  ADMIN_UNAUTHORIZED: createError('ADMIN_UNAUTHORIZED', 'A valid admin bearer token is required', 401),
+  ADMIN_UNAUTHORIZED: createError(
+    'ADMIN_UNAUTHORIZED',
+    'A valid admin token is required: as a Bearer token, or as the password of HTTP Basic',
+    401
+  ),
+  ADMIN_JSON_REQUIRED: createError(
+    'ADMIN_JSON_REQUIRED',
+    'A change signed in with HTTP Basic must be sent as application/json, which a page of another site cannot send',
+    403
+  ),
   EVENT_NOT_FOUND: createError('EVENT_NOT_FOUND', 'No such event is recorded', 404),
   OBJECT_NOT_FOUND: createError('OBJECT_NOT_FOUND', 'No recorded event is about this object', 404),
   DELIVERY_NOT_FOUND: createError('DELIVERY_NOT_FOUND', 'No such delivery', 404),

@@ -5,6 +5,18 @@ import Type, { type Static } from 'typebox'
 /** How long a finished (or abandoned) backfill's record stays readable. */
 export const JOB_TTL_SECONDS = 7 * 24 * 3600
 
+/** An event a dry run found missing: metadata only, as the admin API shows events. */
+export const WouldQueueEvent = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  createdAt: Type.String(),
+  /** The subscribers it would be routed to. */
+  subscribers: Type.Array(Type.String())
+})
+
+/** The most events a dry run lists; it counts all of them. */
+export const WOULD_QUEUE_LISTED = 100
+
 export const BackfillJobSchema = Type.Object({
   id: Type.String(),
   status: Type.Enum(['running', 'succeeded', 'failed']),
@@ -23,6 +35,8 @@ export const BackfillJobSchema = Type.Object({
   invalid: Type.Integer(),
   /** Dry run only: events that a real run would queue. */
   wouldQueue: Type.Integer(),
+  /** Dry run only: the first WOULD_QUEUE_LISTED of them, newest first as Persona lists them. */
+  wouldQueueEvents: Type.Optional(Type.Array(WouldQueueEvent)),
   /** Creation time of the newest event in the range. */
   newestCreatedAt: Type.Optional(Type.String()),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
@@ -31,6 +45,7 @@ export const BackfillJobSchema = Type.Object({
 })
 
 export type BackfillJob = Static<typeof BackfillJobSchema>
+export type WouldQueueEvent = Static<typeof WouldQueueEvent>
 
 export function newJobId(): string {
   return `bf_${randomUUID()}`

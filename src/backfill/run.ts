@@ -5,6 +5,7 @@ import { Errors } from '../errors.js'
 import type { PersonaEventsApi } from '../persona/events-api.js'
 import type { EventStore } from '../store/event-store.js'
 import type { RelayMetrics } from '../ops/metrics.js'
+import { WOULD_QUEUE_LISTED, type WouldQueueEvent } from './jobs.js'
 import type { BackfillRange } from './range.js'
 import { sortPage, type ListedEvent } from './walk.js'
 
@@ -15,6 +16,7 @@ export interface BackfillCounts {
   skipped: number
   invalid: number
   wouldQueue: number
+  wouldQueueEvents?: WouldQueueEvent[]
   newestCreatedAt?: string
 }
 
@@ -42,7 +44,7 @@ const COUNTED_AS = { queued: 'queued', skipped: 'skipped', would_queue: 'wouldQu
  */
 export async function runBackfill(range: BackfillRange, dryRun: boolean, context: RunContext): Promise<BackfillCounts> {
   const { api, metrics, log, signal } = context
-  const counts: BackfillCounts = { pages: 0, seen: 0, queued: 0, skipped: 0, invalid: 0, wouldQueue: 0 }
+  const counts: BackfillCounts = { pages: 0, seen: 0, queued: 0, skipped: 0, invalid: 0, wouldQueue: 0, ...(dryRun ? { wouldQueueEvents: [] } : {}) }
   let newestMs = -Infinity
   for await (const page of api.pages(signal)) {
     const verdict = sortPage(page.items, range)
@@ -61,6 +63,9 @@ export async function runBackfill(range: BackfillRange, dryRun: boolean, context
       }
       const outcome = await recordOnce(event, dryRun, context)
       counts[COUNTED_AS[outcome]] += 1
+      if (outcome === 'would_queue' && counts.wouldQueue <= WOULD_QUEUE_LISTED) {
+        counts.wouldQueueEvents!.push({ id: event.id, name: event.name, createdAt: event.createdAt, subscribers: context.route(event).subscribers })
+      }
       metrics?.backfillEvents(outcome)
       if (outcome !== 'skipped') log.info({ eventId: event.id, eventName: event.name, source: 'backfill', outcome, dryRun }, 'backfill event')
     }

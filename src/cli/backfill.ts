@@ -13,9 +13,10 @@ export const BACKFILL_USAGE = `persona-relay backfill --since <time|duration> [-
 Fetches the events Persona lists (its Events API keeps 30 days) back to --since and records and
 queues every one the relay has not recorded, exactly as if its webhook had arrived; events already
 recorded are skipped. Times are ISO 8601 with a zone (2026-11-27T08:00:00Z) or durations back from
-now (30m, 2h, 7d). --dry-run only counts what would be queued and writes nothing. Reads the relay's
-own environment (REDIS_URL, REDIS_PREFIX, PERSONA_API_KEY, SUBSCRIBER_*...); a running relay in the
-worker or all role delivers what it queues. Prints progress and a JSON summary; exit 1 on failure.`
+now (30m, 2h, 7d). --dry-run only counts what would be queued, lists the first 100, and writes
+nothing. Reads the relay's own environment (REDIS_URL, REDIS_PREFIX, PERSONA_API_KEY,
+SUBSCRIBER_*...); a running relay in the worker or all role delivers what it queues. Prints progress
+and a JSON summary; exit 1 on failure.`
 
 /** Redis must answer within seconds: a command line tool should fail, not wait for ever. */
 const REDIS_OPTIONS = { maxRetriesPerRequest: 2, connectTimeout: 5000, lazyConnect: true }

@@ -5,21 +5,9 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import { errorBody, Errors } from '../errors.js'
 import type { Completions } from '../store/completions.js'
-import { bearerTokenMatches } from './admin/bearer-token.js'
+import { adminAuthorized, BASIC_CHALLENGE } from './admin/credentials.js'
 
 export const DASHBOARD_PATH = '/admin/queues'
-
-/**
- * The credentials a browser can send: HTTP Basic with the admin token as the password (any user
- * name), or the same Bearer token the admin API takes, for scripts.
- */
-export function dashboardAuthorized(header: string | undefined, token: string): boolean {
-  const basic = /^Basic\s+(\S+)$/i.exec(header ?? '')
-  if (!basic) return bearerTokenMatches(header, token)
-  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8')
-  const password = decoded.slice(decoded.indexOf(':') + 1)
-  return bearerTokenMatches(`Bearer ${password}`, token)
-}
 
 /**
  * bull-board actions that would make a delivery Persona never asked for: a job added or edited from
@@ -85,10 +73,10 @@ export const dashboardRoutes: FastifyPluginAsync<{ token: string }> = async (app
   })
   // Answers are sent, not thrown: bull-board's own error handler would turn them into its internal-error shape.
   app.addHook('onRequest', async (request, reply) => {
-    if (!dashboardAuthorized(request.headers.authorization, token)) {
+    if (!adminAuthorized(request.headers.authorization, token)) {
       return reply
         .code(401)
-        .header('www-authenticate', 'Basic realm="persona-relay", charset="UTF-8"')
+        .header('www-authenticate', BASIC_CHALLENGE)
         .send(errorBody(new Errors.ADMIN_UNAUTHORIZED()))
     }
     const refused = await refusedAction(request, byQueueName, app.delivery.completions)

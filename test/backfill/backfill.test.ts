@@ -55,6 +55,7 @@ t.test('a gap of events never received is queued and delivered; events received 
   t.match(started.body, { id: /^bf_/, status: 'running', trigger: 'admin', dryRun: false, queued: 0 })
   const job = await finishedBackfill(app, started.body.id)
   t.match(job, { status: 'succeeded', pages: 2, seen: 109, queued: 105, skipped: 2, invalid: 1, wouldQueue: 0, finishedAt: String })
+  t.notOk('wouldQueueEvents' in job, 'only a dry run lists events')
   t.notOk('error' in job)
   t.equal(job.newestCreatedAt, (items[0]!.attributes as Record<string, string>)['created-at'], 'the newest event in the range, recorded or not')
 
@@ -108,6 +109,9 @@ t.test('a dry run counts what it would queue and changes nothing in Redis but it
   t.equal(started.statusCode, 202)
   const job = await finishedBackfill(app, started.body.id)
   t.match(job, { status: 'succeeded', dryRun: true, queued: 0, wouldQueue: gap.length + 1, skipped: 1, invalid: 1 }, 'the gap and the other missed webhook')
+  t.equal(job.wouldQueueEvents?.length, 100, 'the first hundred of them listed')
+  t.same(job.wouldQueueEvents?.slice(0, 2), gap.slice(0, 2).map((id, index) => ({ id, name: 'inquiry.approved', createdAt: (items[index + 1]!.attributes as { 'created-at': string })['created-at'], subscribers: [] })),
+    'newest first, with the subscribers each would go to: metadata only')
   t.same(await redisSnapshot(redis.url, ownRecord), before, 'no event record, stream entry or lock left behind')
   t.equal(await metricSample(app, 'persona_relay_backfill_events_total{outcome="would_queue"}'), gap.length + 1)
   t.equal(await metricSample(app, 'persona_relay_backfill_events_total{outcome="queued"}'), 0)

@@ -4,6 +4,11 @@ import type { DeliveryList, EventSchema, SubscriberList, SubscriberSchema } from
 
 export const ADMIN_TOKEN = 'admin-token-0123456789abcdef'
 
+/** An `Authorization: Basic …` header, as a browser sends it. */
+export function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+}
+
 export type EventView = Static<typeof EventSchema>
 export type DeliveryListView = Static<typeof DeliveryList>
 export type SubscriberView = Static<typeof SubscriberSchema>

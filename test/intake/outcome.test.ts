@@ -19,6 +19,7 @@ t.test('each of our errors labels the request with its outcome', async (t) => {
     ['NOT_FOUND', 'error'],
     ['INVALID_REQUEST', 'error'],
     ['ADMIN_UNAUTHORIZED', 'error'],
+    ['ADMIN_JSON_REQUIRED', 'error'],
     ['EVENT_NOT_FOUND', 'error'],
     ['OBJECT_NOT_FOUND', 'error'],
     ['DELIVERY_NOT_FOUND', 'error'],

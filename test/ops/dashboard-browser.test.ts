@@ -1,13 +1,12 @@
 import { existsSync } from 'node:fs'
 import t from 'tap'
-import { chromium } from 'playwright-core'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
 import { signedHeaders, startRelay } from '../helpers/app.js'
+import { CHROMIUM, launchChromium } from '../helpers/browser.js'
 import { deliveryView, waitForDelivery, waitForJob } from '../helpers/delivery.js'
 import { FIXTURE, FIXTURE_ID } from '../helpers/fixtures.js'
 import { startSubscriber } from '../helpers/subscriber.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const SCREENSHOT = '/tmp/dashboard.png'
 const PERSONAL = ['alex@example.test', '1990-01-01', 'inq_Fh3kP9wQz2LmN8xRt5VbC1sY']
 
@@ -31,12 +30,7 @@ t.test('an operator finds a failed delivery in the dashboard, reads its attempts
   await waitForJob(relay.app, 'CRM', FIXTURE_ID, 'failed')
   t.equal(subscriber.received.length, 1, 'one failed attempt, no retry left')
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync']
-  })
+  const browser = await launchChromium()
   t.teardown(() => browser.close())
   const context = await browser.newContext({ httpCredentials: { username: 'admin', password: ADMIN_TOKEN } })
   const page = await context.newPage()

@@ -8,7 +8,8 @@ import { isObjectId } from '../../persona/event.js'
 import { objectEvents, receivedBetween } from '../../store/event-store.js'
 import { deliveryId, parseDeliveryId, type DeliveryView } from '../../delivery/types.js'
 import { backfillRoutes } from './backfill-routes.js'
-import { bearerTokenMatches } from './bearer-token.js'
+import { adminAuthorized, BASIC_CHALLENGE, forgeable } from './credentials.js'
+import { consoleRoutes } from '../console/routes.js'
 import {
   ActivitySchema,
   BulkRetryBody,
@@ -36,10 +37,15 @@ const Errors4xx = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 
 export const adminRoutes: FastifyPluginAsyncTypebox<{ config: Config; token: string }> = async (app, { config, token }) => {
   const { queues, controls, completions } = app.delivery
 
-  app.addHook('onRequest', async (request) => {
-    if (!bearerTokenMatches(request.headers.authorization, token)) throw new Errors.ADMIN_UNAUTHORIZED()
+  app.addHook('onRequest', async (request, reply) => {
+    if (!adminAuthorized(request.headers.authorization, token)) {
+      reply.header('www-authenticate', BASIC_CHALLENGE)
+      throw new Errors.ADMIN_UNAUTHORIZED()
+    }
+    if (forgeable(request)) throw new Errors.ADMIN_JSON_REQUIRED()
   })
   await app.register(backfillRoutes)
+  await app.register(consoleRoutes, { prefix: '/console' })
 
   function queueOf(name: string) {
     const queue = queues.get(name)

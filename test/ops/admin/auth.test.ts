@@ -1,8 +1,9 @@
 import t, { type Test } from 'tap'
-import { bearerTokenMatches } from '../../../src/ops/admin/bearer-token.js'
+import { adminAuthorized, bearerTokenMatches } from '../../../src/ops/admin/credentials.js'
 import { ConfigError, loadConfig } from '../../../src/config/index.js'
+import { Errors } from '../../../src/errors.js'
 import { SECRET, startRelay } from '../../helpers/app.js'
-import { ADMIN_TOKEN } from '../../helpers/admin.js'
+import { ADMIN_TOKEN, basic } from '../../helpers/admin.js'
 import { startSubscriber } from '../../helpers/subscriber.js'
 
 const ROUTES = [
@@ -56,7 +57,7 @@ t.test('a missing, wrong or malformed bearer token is 401 ADMIN_UNAUTHORIZED on 
         statusCode: 401,
         code: 'ADMIN_UNAUTHORIZED',
         error: 'Unauthorized',
-        message: 'A valid admin bearer token is required'
+        message: new Errors.ADMIN_UNAUTHORIZED().message
       })
     }
   }
@@ -142,4 +143,31 @@ t.test('bearerTokenMatches never matches an empty presented token, even against 
   t.equal(bearerTokenMatches('Bearer ', ''), false)
   t.equal(bearerTokenMatches('Basic abc', ''), false)
   t.equal(bearerTokenMatches(undefined, ''), false)
+})
+
+t.test('adminAuthorized takes the Bearer token, or HTTP Basic with the token as the password and any user name', async (t) => {
+  const token = ADMIN_TOKEN
+  const cases: [string, string | undefined, boolean][] = [
+    ['Basic with the token as password', basic('admin', token), true],
+    ['Basic with any user name', basic('someone-else', token), true],
+    ['Basic with an empty user name', basic('', token), true],
+    ['Basic in lower case', basic('admin', token).replace('Basic', 'basic'), true],
+    ['Bearer with the token', `Bearer ${token}`, true],
+    ['no header', undefined, false],
+    ['an empty header', '', false],
+    ['Basic with a wrong password', basic('admin', 'wrong-password-0123456789'), false],
+    ['Basic with the token as user name', basic(token, ''), false],
+    ['Basic with the token and more', basic('admin', `${token}x`), false],
+    ['Basic with part of the token', basic('admin', token.slice(0, -1)), false],
+    ['Basic with the token in another case', basic('admin', token.toUpperCase()), false],
+    ['Basic without credentials', 'Basic', false],
+    ['Basic with bytes that are not base64', 'Basic !!!', false],
+    ['Bearer with a wrong token', 'Bearer wrong-token-0123456789abc', false],
+    ['the bare token', token, false],
+    ['another scheme', `Token ${token}`, false]
+  ]
+  for (const [what, header, expected] of cases) t.equal(adminAuthorized(header, token), expected, what)
+
+  const withColon = 'token:with:colons-0123456789'
+  t.ok(adminAuthorized(basic('admin', withColon), withColon), 'the password is everything after the first colon')
 })
