@@ -20,6 +20,7 @@ t.test('every error has a stable upper-snake code, a status and a fixed message'
     ['UNSUPPORTED_MEDIA_TYPE', 'UNSUPPORTED_MEDIA_TYPE', 415],
     ['NOT_FOUND', 'NOT_FOUND', 404],
     ['STORE_UNAVAILABLE', 'STORE_UNAVAILABLE', 503],
+    ['REPLICAS_UNCONFIRMED', 'REPLICAS_UNCONFIRMED', 503],
     ['BAD_REQUEST', 'BAD_REQUEST', 400],
     ['INTERNAL', 'INTERNAL_ERROR', 500],
     ['FORBIDDEN_SOURCE', 'FORBIDDEN_SOURCE', 403],

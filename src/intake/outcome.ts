@@ -12,6 +12,8 @@ export type IntakeOutcome =
   | 'unsupported_media_type'
   | 'forbidden_ip'
   | 'unavailable'
+  /** Recorded, but REDIS_WAIT_REPLICAS replicas did not confirm it in time (503). */
+  | 'unconfirmed'
   | 'error'
 
 // A Map so that a code like `toString` finds nothing rather than an Object.prototype member.
@@ -26,7 +28,8 @@ const OUTCOME_BY_CODE = new Map<string, IntakeOutcome>([
   ['BODY_TOO_LARGE', 'too_large'],
   ['UNSUPPORTED_MEDIA_TYPE', 'unsupported_media_type'],
   ['FORBIDDEN_SOURCE', 'forbidden_ip'],
-  ['STORE_UNAVAILABLE', 'unavailable']
+  ['STORE_UNAVAILABLE', 'unavailable'],
+  ['REPLICAS_UNCONFIRMED', 'unconfirmed']
 ])
 
 export function outcomeOfError(error: FastifyError): IntakeOutcome {

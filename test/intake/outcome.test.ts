@@ -15,6 +15,7 @@ t.test('each of our errors labels the request with its outcome', async (t) => {
     ['BODY_TOO_LARGE', 'too_large'],
     ['UNSUPPORTED_MEDIA_TYPE', 'unsupported_media_type'],
     ['STORE_UNAVAILABLE', 'unavailable'],
+    ['REPLICAS_UNCONFIRMED', 'unconfirmed'],
     ['FORBIDDEN_SOURCE', 'forbidden_ip'],
     ['NOT_FOUND', 'error'],
     ['INVALID_REQUEST', 'error'],
