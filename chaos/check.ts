@@ -14,6 +14,8 @@ export interface ScenarioResult {
   seconds: number
   notes: string[]
   failures: string[]
+  /** A measurement of what a setting loses (REDIS_WAIT_REPLICAS=0): a loss is reported, not a failure. */
+  lossMeasured?: boolean
 }
 
 export interface Tally {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { freePort } from '../test/helpers/redis.js'
+import { startRedisCluster, startRedisSentinel, type TopologyNode } from '../test/helpers/redis-topology.js'
 import { startRelayProcess, type RelayProcess } from '../test/helpers/relay-process.js'
 
 /** Everything a scenario started, undone in reverse order whatever happens (also on failure). */
@@ -116,4 +117,65 @@ export async function killRelay(relay: RelayProcess): Promise<void> {
   if (relay.child.exitCode !== null || relay.child.signalCode !== null) return
   relay.child.kill('SIGKILL')
   await relay.exited
+}
+
+export interface Topology {
+  /** REDIS_CLUSTER_NODES, or REDIS_SENTINELS and REDIS_SENTINEL_NAME. */
+  env: Record<string, string>
+  /**
+   * SIGKILLs the primary (a cluster's: the one of intake partition 0) and waits until a replica
+   * serves in its place; `node.start()` brings the killed one back, as a replica.
+   */
+  killPrimary(): Promise<{ node: TopologyNode; note: string }>
+}
+
+/** A Redis Cluster of three primaries and three replicas, AOF with appendfsync everysec. */
+export async function startChaosCluster(cleanup: Cleanup): Promise<Topology> {
+  const cluster = await startRedisCluster({ appendfsync: 'everysec', nodeTimeoutMs: 1000 })
+  cleanup.add(() => cluster.stop())
+  const partitions = Array.from({ length: 16 }, (_, partition) => `persona-relay:{i${partition}}:intake`)
+  return {
+    env: { REDIS_CLUSTER_NODES: cluster.startupNodes },
+    async killPrimary() {
+      const victim = await cluster.primaryForKey(partitions[0]!)
+      const owners = await Promise.all(partitions.map((key) => cluster.primaryForKey(key)))
+      const node = await cluster.killPrimaryOf(partitions[0]!)
+      const promoted = await cluster.waitForFailover(node.port, 30_000)
+      const served = owners.filter((owner) => owner.port === victim.port).length
+      return { node, note: `primary ${node.port} (${served} of the 16 intake partitions) SIGKILLed, replica ${promoted.port} took over` }
+    }
+  }
+}
+
+/** One primary, one replica (no persistence) and three sentinels. */
+export async function startChaosSentinel(cleanup: Cleanup): Promise<Topology> {
+  const sentinel = await startRedisSentinel()
+  cleanup.add(() => sentinel.stop())
+  return {
+    env: { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_NAME: sentinel.name },
+    async killPrimary() {
+      const port = await sentinel.killPrimary()
+      const promoted = await sentinel.waitForFailover(port, 30_000)
+      return { node: sentinel.nodes.find((node) => node.port === port)!, note: `primary ${port} SIGKILLed, the sentinels promoted ${promoted}` }
+    }
+  }
+}
+
+export interface WatchedRelay {
+  relay: RelayProcess
+  /** Output lines so far that match the pattern (a line split across chunks may be missed). */
+  count(pattern: RegExp): number
+}
+
+/** A relay on a cluster or sentinels; its output is scanned for the given patterns, not kept. */
+export async function startTopologyRelay(cleanup: Cleanup, name: string, topology: Topology, env: Record<string, string>, patterns: RegExp[]): Promise<WatchedRelay> {
+  const relay = await startRelayProcess(cleanup.asTest(), name, { url: '' } as never, { ...COMPRESSED_TIME, ...env, ...topology.env, REDIS_URL: '' })
+  const counts = new Map<RegExp, number>(patterns.map((pattern) => [pattern, 0]))
+  const scan = (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n')) for (const pattern of patterns) if (pattern.test(line)) counts.set(pattern, counts.get(pattern)! + 1)
+  }
+  relay.child.stdout!.removeAllListeners('data')
+  relay.child.stdout!.on('data', scan)
+  relay.child.stderr!.on('data', scan)
+  return { relay, count: (pattern) => counts.get(pattern) ?? 0 }
 }

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto'
 import type { RelayProcess } from '../test/helpers/relay-process.js'
 import { awaitDeliveries, percentile, statusLine, type ScenarioResult, type Tally } from './check.js'
-import { Cleanup, killRelay, sleep, startChaosRedis, startRelay, until, type ChaosRedis } from './processes.js'
+import {
+  Cleanup, killRelay, sleep, startChaosCluster, startChaosRedis, startChaosSentinel, startRelay, startTopologyRelay, until,
+  type ChaosRedis, type Topology
+} from './processes.js'
 import { ChaosSubscriber, Sender, type Behaviour } from './traffic.js'
 
 export interface ScenarioOptions {
@@ -25,9 +28,14 @@ function subscriberEnv(subscribers: readonly ChaosSubscriber[], patterns: Record
   ]))
 }
 
-function row(sender: Sender, result: Tally, notes: string[], failures: string[]) {
-  if (result.lost > 0) failures.push(`lost ${result.lost} acknowledged deliveries, e.g. ${result.lostIds.join(', ')}`)
+function row(sender: Sender, result: Tally, notes: string[], failures: string[], lossMeasured = false) {
+  if (result.lost > 0) {
+    const lost = `lost ${result.lost} acknowledged deliveries, e.g. ${result.lostIds.join(', ')}`
+    if (lossMeasured) notes.push(lost)
+    else failures.push(lost)
+  }
   return {
+    lossMeasured,
     sent: sender.sent,
     acknowledged: sender.events.filter((event) => event.acked).length,
     expected: result.expected,
@@ -199,7 +207,76 @@ export const SCENARIOS: Record<number, Scenario> = {
       if (result.duplicates > 0) failures.push(`${result.duplicates} duplicate deliveries without any crash`)
       return row(sender, result, [`${sender.sent * 2} posts; ${both} events acknowledged, ${twice} recorded twice`], failures)
     }
+  },
+
+  6: {
+    title: 'Cluster primary SIGKILL mid-load, replica promoted (REDIS_WAIT_REPLICAS=1, appendfsync everysec)',
+    run: (options, cleanup) => primaryFailover(startChaosCluster, 1, options, cleanup)
+  },
+
+  7: {
+    title: 'Sentinel primary SIGKILL mid-load, replica promoted (REDIS_WAIT_REPLICAS=1)',
+    run: (options, cleanup) => primaryFailover(startChaosSentinel, 1, options, cleanup)
+  },
+
+  8: {
+    title: 'Cluster primary SIGKILL mid-load (REDIS_WAIT_REPLICAS=0, measurement)',
+    run: (options, cleanup) => primaryFailover(startChaosCluster, 0, options, cleanup)
+  },
+
+  9: {
+    title: 'Sentinel primary SIGKILL mid-load (REDIS_WAIT_REPLICAS=0, measurement)',
+    run: (options, cleanup) => primaryFailover(startChaosSentinel, 0, options, cleanup)
   }
+}
+
+const SLOT_ERRORS = /CROSSSLOT/
+const SERVER_ERRORS = /"statusCode":5(?!03)\d\d/
+const PERSONA_RETRY = { forMs: 30_000, delayMs: 250 }
+
+/**
+ * The primary SIGKILLed at 30 % of the load, its replica promoted, the killed node started again;
+ * every refused event is retried as Persona would. With REDIS_WAIT_REPLICAS=0 what is lost is
+ * measured, not a failure.
+ */
+async function primaryFailover(start: (cleanup: Cleanup) => Promise<Topology>, waitReplicas: 0 | 1, { events, runId }: ScenarioOptions, cleanup: Cleanup) {
+  const topology = await start(cleanup)
+  const subscribers = await basicSubscribers(cleanup)
+  const { relay, count } = await startTopologyRelay(cleanup, 'relay', topology, {
+    ...subscriberEnv(subscribers, BASIC_PATTERNS),
+    REDIS_WAIT_REPLICAS: String(waitReplicas),
+    REDIS_WAIT_TIMEOUT_MS: '500'
+  }, [SLOT_ERRORS, SERVER_ERRORS])
+  const sender = new Sender(cleanup, runId, () => [relay.baseUrl])
+  const load = sender.run(events, RATE, 32, PERSONA_RETRY)
+  const failures: string[] = []
+  await until(() => sender.sent >= events * 0.3, 60_000)
+  const killedAt = Date.now()
+  const { node, note } = await topology.killPrimary()
+  const promotedAt = Date.now()
+  // The promoted primary has no replica until the killed node is back as one: no WAIT confirms meanwhile.
+  const unconfirmed = () => sender.codes.get('503 REPLICAS_UNCONFIRMED') ?? 0
+  if (waitReplicas > 0 && !(await until(() => unconfirmed() > 0, 15_000))) failures.push('no 503 REPLICAS_UNCONFIRMED from the promoted primary before a replica was back')
+  await node.start()
+  const restartedAt = Date.now()
+  await load
+  const notes = [
+    `${note} after ${((promotedAt - killedAt) / 1000).toFixed(1)} s; killed node restarted (it rejoins as a replica) ${((restartedAt - killedAt) / 1000).toFixed(1)} s after the kill`,
+    `refusals: ${[...sender.codes].sort().map(([code, n]) => `${code}×${n}`).join(' ') || 'none'}; ${sender.retried} retries; ` +
+      `${sender.events.filter((event) => event.acked && event.recordings === 0).length} events acknowledged as duplicates (recorded while refused, confirmed on a retry)`
+  ]
+  const bad = [...sender.statuses].filter(([status]) => status !== '503' && !status.startsWith('2'))
+  if (bad.length > 0) failures.push(`answers other than 2xx and 503: ${bad.map(([s, n]) => `${s}×${n}`).join(' ')}`)
+  const unacknowledged = sender.events.filter((event) => !event.acked)
+  if (unacknowledged.length > 0) failures.push(`${unacknowledged.length} events never acknowledged in ${PERSONA_RETRY.forMs / 1000} s of retries, e.g. ${unacknowledged.slice(0, 3).map((e) => e.id).join(', ')}`)
+  const acks = sender.events.flatMap((event) => (event.ackAt !== undefined && event.ackAt > killedAt ? [event.ackAt] : []))
+  const acksDuring = acks.filter((at) => at < restartedAt).length
+  const refusedAt = sender.events.flatMap((event) => (event.lastRefusedAt === undefined ? [] : [event.lastRefusedAt]))
+  notes.push(`acknowledged between the kill and the restart: ${acksDuring}; last refusal ${((Math.max(killedAt, ...refusedAt) - killedAt) / 1000).toFixed(1)} s after the kill`)
+  const result = await awaitDeliveries(sender, subscribers, waitReplicas > 0 ? DELIVERY_DEADLINE_MS : 45_000)
+  if (count(SLOT_ERRORS) > 0) failures.push(`${count(SLOT_ERRORS)} relay log lines with CROSSSLOT`)
+  if (count(SERVER_ERRORS) > 0) failures.push(`${count(SERVER_ERRORS)} intake answers 5xx other than 503 in the relay's log`)
+  return row(sender, result, notes, failures, waitReplicas === 0)
 }
 
 function mostRequested(subscriber: ChaosSubscriber): string {

@@ -87,9 +87,17 @@ export interface SentEvent {
   ackAt?: number
   /** 2xx answers without `duplicate: true`: the relay recorded it (once, unless dedupe failed). */
   recordings: number
+  /** When its last answer other than a 2xx came. */
+  lastRefusedAt?: number
 }
 
 export const EVENT_NAMES = ['inquiry.approved', 'verification.passed'] as const
+
+/** Posting again after an answer other than a 2xx, as Persona does (on compressed time). */
+export interface Retry {
+  forMs: number
+  delayMs: number
+}
 
 /**
  * Posts `count` unique signed events at about `ratePerSecond`, at most `concurrency` in flight,
@@ -98,16 +106,22 @@ export const EVENT_NAMES = ['inquiry.approved', 'verification.passed'] as const
 export class Sender {
   readonly events: SentEvent[] = []
   readonly statuses = new Map<string, number>()
+  /** The error codes of answers other than a 2xx (`503 REPLICAS_UNCONFIRMED`). */
+  readonly codes = new Map<string, number>()
   sent = 0
+  /** Posts that were retries. */
+  retried = 0
   private readonly agent = new Agent({ connections: 64, connectTimeout: 2000, headersTimeout: 5000, bodyTimeout: 5000 })
 
   constructor(cleanup: Cleanup, private readonly runId: string, private readonly targets: () => string[]) {
     cleanup.add(() => this.agent.destroy())
   }
 
-  async run(count: number, ratePerSecond: number, concurrency = 32): Promise<void> {
+  async run(count: number, ratePerSecond: number, concurrency = 32, retry?: Retry): Promise<void> {
     let startedAt = Date.now()
     const inFlight = new Set<Promise<void>>()
+    // Retries run beside the new posts, outside the concurrency limit, as Persona keeps sending new events.
+    const retrying: Promise<void>[] = []
     for (let i = 0; i < count; i += 1) {
       const due = startedAt + (i * 1000) / ratePerSecond
       if (due > Date.now()) await sleep(due - Date.now())
@@ -120,10 +134,22 @@ export class Sender {
       const event: SentEvent = { id: `evt_chaos${this.runId}x${i}`, name: EVENT_NAMES[i % EVENT_NAMES.length]!, acked: false, recordings: 0 }
       this.events.push(event)
       this.sent += 1
-      const posted = this.post(event).finally(() => inFlight.delete(posted))
+      const posted = this.post(event)
+        .then(() => { if (retry && !event.acked) retrying.push(this.retry(event, retry)) })
+        .finally(() => inFlight.delete(posted))
       inFlight.add(posted)
     }
     await Promise.all(inFlight)
+    await Promise.all(retrying)
+  }
+
+  private async retry(event: SentEvent, { forMs, delayMs }: Retry): Promise<void> {
+    const until = Date.now() + forMs
+    while (!event.acked && Date.now() + delayMs < until) {
+      await sleep(delayMs)
+      this.retried += 1
+      await this.post(event)
+    }
   }
 
   private async post(event: SentEvent): Promise<void> {
@@ -138,6 +164,10 @@ export class Sender {
           event.ackAt ??= Date.now()
           event.acked = true
           if (!text.includes('"duplicate":true')) event.recordings += 1
+        } else {
+          event.lastRefusedAt = Date.now()
+          const code = `${status} ${/"code":"([A-Z_]+)"/.exec(text)?.[1] ?? '?'}`
+          this.codes.set(code, (this.codes.get(code) ?? 0) + 1)
         }
       } catch (error) {
         status = (error as { code?: string }).code ?? 'error'

@@ -170,7 +170,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
       await Promise.all(workers.map((worker) => worker.close()))
       await activity?.close()
       await Promise.all([...queues.values()].map((queue) => queue.close()))
-      await Promise.all([connection, records].map((client) => client.quit().catch(() => client.disconnect())))
+      await Promise.all([connection, records].map((client) => client.quit().catch(() => undefined).finally(() => client.disconnect())))
     })
   },
   { name: 'delivery', dependencies: ['event-store', 'metrics'] }

@@ -127,6 +127,8 @@ export class EventStore {
     if (replicas > 0) pipeline.wait(replicas, timeoutMs)
     pipeline.exec().then(
       (results) => {
+        // ioredis follows a cluster pipeline's MOVED only when every command failed alike, which WAIT's reply never does.
+        if (results?.some(([error]) => error?.message.startsWith('MOVED ')) && 'refreshSlotsCache' in this.redis) this.redis.refreshSlotsCache()
         const confirmed = replicas === 0 || Number(results?.[batch.length]?.[1] ?? 0) >= replicas
         batch.forEach(({ resolve, reject }, index) => {
           const [error, recorded] = results?.[index] ?? [new Error('pipeline returned no result')]
