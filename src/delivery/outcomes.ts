@@ -2,10 +2,11 @@ import type { SubscriberConfig } from '../config/index.js'
 import type { Completion, Completions } from '../store/completions.js'
 import type { RelayMetrics } from '../ops/metrics.js'
 import type { EventBodies } from '../store/event-bodies.js'
+import type { ReplicaWait } from '../store/event-store.js'
 import type { StoreKeys } from '../store/keys.js'
 import type { ScriptedRedis } from '../store/scripts.js'
 import { logAttempt } from './attempts.js'
-import type { DeliveryJob, DeliveryQueue } from './queue.js'
+import { confirmReplicas, type DeliveryJob, type DeliveryQueue } from './queue.js'
 import { countsTowardsBreaker } from './retry-policy.js'
 import type { SubscriberControl } from './subscriber-control.js'
 import type { AttemptRecord, AttemptReport, DeliveryData, SkipReason } from './types.js'
@@ -22,6 +23,8 @@ export interface OutcomesOptions {
   deadLetterRetentionSeconds: number
   keys: StoreKeys
   metrics: RelayMetrics
+  /** REDIS_WAIT_REPLICAS: new jobs reach the replicas before the intake entry that made them goes. */
+  replicaWait: ReplicaWait
 }
 
 interface PendingCompletion extends Completion {
@@ -87,7 +90,9 @@ export class Outcomes {
     const { queues, jobOptions, bodies } = this.options
     const options = delayMs > 0 ? { ...jobOptions(subscriber), delay: delayMs } : jobOptions(subscriber)
     await bodies.holdAll(subscriber, deliveries.map(({ data, body }) => ({ eventId: data.eventId, body })))
-    await queues.get(subscriber)!.addBulk(deliveries.map(({ data }) => ({ name: data.eventName, data, opts: { ...options, jobId: data.eventId } })))
+    const queue = queues.get(subscriber)!
+    await queue.addBulk(deliveries.map(({ data }) => ({ name: data.eventName, data, opts: { ...options, jobId: data.eventId } })))
+    await confirmReplicas(queue, this.options.replicaWait)
   }
 
   /**
@@ -98,11 +103,13 @@ export class Outcomes {
   async handedOver(subscriber: SubscriberConfig, data: DeliveryData, body: string, report: AttemptReport): Promise<void> {
     const { queues, jobOptions, bodies } = this.options
     await bodies.holdAll(subscriber.name, [{ eventId: data.eventId, body }])
-    await queues.get(subscriber.name)!.add(
+    const queue = queues.get(subscriber.name)!
+    await queue.add(
       data.eventName,
       { ...data, firstAttempt: report.record, firstVerdict: report.verdict },
       { ...jobOptions(subscriber.name), jobId: data.eventId }
     )
+    await confirmReplicas(queue, this.options.replicaWait)
     await this.failed(subscriber, data.eventId, report, subscriber.maxAttempts)
   }
 

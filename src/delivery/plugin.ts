@@ -72,7 +72,8 @@ export const deliveryPlugin = fp<{ config: Config }>(
       jobOptions: (subscriber) => jobOptions.get(subscriber) ?? {},
       deadLetterRetentionSeconds: config.delivery.deadLetterRetentionDays * 86_400,
       keys: app.eventStore.keys,
-      metrics: app.metrics
+      metrics: app.metrics,
+      replicaWait: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs }
     })
     app.metrics.observeQueues({
       subscribers: () => [...queues.keys()],

@@ -1,5 +1,6 @@
 import { Queue, type Job } from 'bullmq'
-import type { RedisClient } from '../store/redis.js'
+import type { ReplicaWait } from '../store/event-store.js'
+import { repliesOf, type RedisClient } from '../store/redis.js'
 import type { Config, SubscriberConfig } from '../config/index.js'
 import { KEPT_ATTEMPTS, parseAttemptLog } from './attempts.js'
 import type { AttemptRecord, DeliveryData } from './types.js'
@@ -35,6 +36,21 @@ export function deliveryJobOptions(subscriber: SubscriberConfig, retention: Conf
     // a sub-second retention for at least as long as asked, and the sweep removes it on time.
     removeOnFail: { age: Math.ceil(retention.deadLetterRetentionDays * 86400) }
   }
+}
+
+/**
+ * With REDIS_WAIT_REPLICAS, a queue's new jobs are on its node's replicas before the intake entry
+ * that made them is acknowledged: otherwise a failover could keep the acknowledgement and lose the
+ * job. WAIT covers the writes of its own connection, the queue's; on a cluster the pipeline's key
+ * sends it to the queue's node. Too few confirmations throw: the entry stays, and its jobs are
+ * added again (the same ids) when it is taken over.
+ */
+export async function confirmReplicas(queue: DeliveryQueue, { replicas, timeoutMs }: ReplicaWait): Promise<void> {
+  if (replicas === 0) return
+  // The client createQueue gave it, wrapped but not duplicated by BullMQ: its sockets made the writes.
+  const client = queue.opts.connection as RedisClient
+  const [, confirmed] = repliesOf(await client.pipeline().exists(queue.keys.meta!).wait(replicas, timeoutMs).exec())
+  if (Number(confirmed) < replicas) throw new Error(`${String(confirmed)} of ${replicas} replicas confirmed the queued deliveries`)
 }
 
 /** Whether the subscriber's queue is paused (BullMQ's meta hash): one command, for the caller's connection to pipeline. */

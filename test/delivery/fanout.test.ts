@@ -73,7 +73,8 @@ async function abandonThenTakeOver(t: Test, redis: TestRedis, client: Redis, app
   const bodies = new EventBodies(records, singleNode('persona-relay'), 3600)
   const { queues, controls, completions } = app.delivery
   const outcomes = new Outcomes({
-    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, keys: KEYS, metrics: app.metrics
+    redis: records, bodies, completions, queues, controls, jobOptions: () => jobOptions, deadLetterRetentionSeconds: 86_400, keys: KEYS, metrics: app.metrics,
+    replicaWait: { replicas: 0, timeoutMs: 0 }
   })
   const other = new Fanout({
     connection,

@@ -57,3 +57,36 @@ t.test('without REDIS_WAIT_REPLICAS nothing is waited for: a lone node answers 2
   const response = await relay.app.inject({ method: 'POST', url: PATH, headers: signedHeaders(body), payload: body })
   t.equal(response.statusCode, 200)
 })
+
+t.test('a delivery handed to its queue keeps its intake entry until a replica has the job', async (t) => {
+  const primary = await startRedis()
+  t.teardown(() => primary.stop())
+  const subscriber = await startSubscriber(() => ({ status: 500 }))
+  t.teardown(() => subscriber.close())
+  const relay = await startRelay(t, {
+    REDIS_WAIT_REPLICAS: '1',
+    REDIS_WAIT_TIMEOUT_MS: '100',
+    // Take-overs come after a few seconds, not the default half minute.
+    DELIVERY_LOCK_DURATION_MS: '1000',
+    DELIVERY_RETRY_SCHEDULE: '3600',
+    SUBSCRIBER_CRM_URL: subscriber.url,
+    SUBSCRIBER_CRM_EVENTS: 'inquiry.*'
+  }, primary)
+  const { keys } = relay.app.eventStore
+  const id = uniqueEventId()
+  const body = personaEvent(id)
+  t.equal((await relay.app.inject({ method: 'POST', url: PATH, headers: signedHeaders(body), payload: body })).statusCode, 503)
+  await waitUntil('the failed first attempt', () => subscriber.received.length === 1, 15_000)
+  await waitUntil('the hand-over refused for want of a replica', () =>
+    relay.logs.lines.some((line) => line.msg === 'a first attempt could not be completed or handed over; the event will be re-queued'), 15_000)
+  t.equal(await relay.app.redis.xlen(keys.intake(0)), 1, 'the intake entry stays')
+
+  const replica = await startRedis({ replicaOf: primary.port })
+  t.teardown(() => replica.stop())
+  const replicaClient = new Redis(replica.url)
+  t.teardown(() => replicaClient.disconnect())
+  await waitUntil('the replica acknowledging', async () => (await relay.app.redis.wait(1, 100)) === 1, 15_000)
+  await waitUntil('the entry taken over, its job confirmed and the entry acknowledged', async () => (await relay.app.redis.xlen(keys.intake(0))) === 0, 30_000)
+  t.equal(await replicaClient.exists(`persona-relay:delivery-CRM:${id}`), 1, 'the job is on the replica')
+  t.equal(subscriber.received.length, 1, 'the take-over sent nothing: the job holds the retry')
+})
