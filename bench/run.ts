@@ -3,10 +3,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
+import { argument } from './lib/args.js'
+import { measureClusterShape, type ClusterSettings, type ClusterShapeResult } from './lib/cluster.js'
+import { clusterSections, spliceClusterSections } from './lib/cluster-report.js'
 import { blast, type LoadResult } from './lib/load.js'
 import { killAllNow, ROOT, startRedis, startTsServer, type Persistence } from './lib/processes.js'
 import { measureCosts, measureShape, measureWaitingMemory, type Settings, type Shape, type Subscribers } from './lib/scenario.js'
-import { renderReport, type ModeResult } from './lib/report.js'
+import { INTERPRETATION, renderReport, reproduceSection, type ModeResult } from './lib/report.js'
 
 const quick = process.argv.includes('--quick')
 const settings: Settings = quick
@@ -14,6 +17,17 @@ const settings: Settings = quick
   : { quick, warmupSeconds: 3, intakeSeconds: 15, latencySeconds: 15, verifySeconds: 10, memoryEvents: 10_000, drainDeadlineMs: 90_000, latencyRate: 1000 }
 const persistenceModes: Persistence[] = quick ? ['aof-everysec'] : ['aof-everysec', 'none']
 const shapes: Shape[] = quick ? ['all'] : ['all', 'split']
+// `--shape cluster`: only the cluster shape (one node against a cluster, and REDIS_WAIT_REPLICAS), which a full run ends with.
+const clusterOnly = argument('shape', '') === 'cluster'
+if (process.argv.includes('--shape') && !clusterOnly) {
+  process.stderr.write('usage: npm run bench [-- --quick] [-- --shape cluster]\n')
+  process.exit(2)
+}
+const clusterSettings: ClusterSettings = quick
+  ? { rounds: 1, topologies: ['single', 'cluster-replicas'], persistence: 'aof-everysec', warmupSeconds: 1, intakeSeconds: 2, drainDeadlineMs: 20_000,
+      wait: { rounds: 1, rates: [200], pacedSeconds: 2, closedLoopSeconds: 2 } }
+  : { rounds: 3, topologies: ['single', 'cluster', 'cluster-replicas'], persistence: 'aof-everysec', warmupSeconds: 2, intakeSeconds: 8, drainDeadlineMs: 90_000,
+      wait: { rounds: 3, rates: [200, 500], pacedSeconds: 10, closedLoopSeconds: 8 } }
 
 const log = (text: string) => process.stdout.write(`${text}\n`)
 const startedAt = Date.now()
@@ -49,7 +63,17 @@ async function runMode(persistence: Persistence): Promise<ModeResult> {
   }
 }
 
-try {
+async function runClusterShape(): Promise<ClusterShapeResult> {
+  log('Cluster shape: one node against a 3-primary cluster, then REDIS_WAIT_REPLICAS=0 against 1')
+  const subscribers = await startTsServer<Subscribers>('subscribers.ts')
+  try {
+    return await measureClusterShape(subscribers.ready, subscribers.pid, clusterSettings, log)
+  } finally {
+    await subscribers.stop()
+  }
+}
+
+async function runAll(previous: string): Promise<string> {
   const modes: ModeResult[] = []
   for (const persistence of persistenceModes) modes.push(await runMode(persistence))
   const machine = {
@@ -58,12 +82,19 @@ try {
     memoryGiB: totalmem() / 2 ** 30,
     node: process.version
   }
+  const cluster = await runClusterShape()
+  return renderReport({ quick, machine, modes, settings, wallSeconds: (Date.now() - startedAt) / 1000, previous, cluster })
+}
+
+try {
   const out = join(ROOT, 'BENCHMARKS.md')
   const previous = existsSync(out) ? readFileSync(out, 'utf8') : ''
-  const report = renderReport({ quick, machine, modes, settings, wallSeconds: (Date.now() - startedAt) / 1000, previous })
+  // `--shape cluster` rewrites only its own sections of the file; a full run all of it but the interpretation.
+  const sections = clusterOnly ? clusterSections(await runClusterShape(), true) : undefined
+  const report = sections ? spliceClusterSections(previous, sections, reproduceSection(), INTERPRETATION) : await runAll(previous)
   // Quick numbers are for development only: they are printed, never written over the full run's.
   if (!quick) writeFileSync(out, report)
-  log(`\n${report}\n${quick ? 'Quick mode: not written' : `Written to ${out}`}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s`)
+  log(`\n${sections ? sections.join('\n') : report}\n${quick ? 'Quick mode: not written' : `Written to ${out}`}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s`)
 } catch (error) {
   process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`)
   process.exitCode = 1

@@ -27,6 +27,8 @@ export interface Proc {
   pid: number
   output(): string
   stop(): Promise<void>
+  /** SIGKILL, for a process whose backlog does not matter any more. */
+  kill(): Promise<void>
 }
 
 function track(child: ChildProcess, name: string): Proc {
@@ -35,21 +37,17 @@ function track(child: ChildProcess, name: string): Proc {
   child.stdout?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-20_000) })
   child.stderr?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-20_000) })
   child.on('error', (error) => { output += `\n${name}: ${error.message}` })
-  return {
-    child,
-    pid: child.pid ?? 0,
-    output: () => output,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit')
-        child.kill('SIGTERM')
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-        await exited
-        clearTimeout(timer)
-      }
-      children.delete(child)
+  const halt = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit')
+      child.kill(signal)
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+      await exited
+      clearTimeout(timer)
     }
+    children.delete(child)
   }
+  return { child, pid: child.pid ?? 0, output: () => output, stop: () => halt('SIGTERM'), kill: () => halt('SIGKILL') }
 }
 
 async function waitFor<T>(what: string, proc: Proc, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
@@ -67,16 +65,50 @@ export type Persistence = 'aof-everysec' | 'none'
 
 export interface BenchRedis extends Proc { port: number; url: string }
 
-/** A throwaway redis-server on a free port: never anyone else's Redis. */
-export async function startRedis(persistence: Persistence): Promise<BenchRedis> {
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'persona-relay-bench-redis-'))
+/** A throwaway data directory, removed with the bench's processes. */
+export function tempDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `persona-relay-bench-${name}-`))
   tempDirs.add(dir)
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--maxmemory-policy', 'noeviction',
-    ...(persistence === 'aof-everysec' ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no'])]
-  const proc = track(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }), 'redis-server')
-  await waitFor('redis-server', proc, () => proc.output().includes('Ready to accept connections') || undefined, 10_000)
-  return { ...proc, port, url: `redis://127.0.0.1:${port}` }
+  return dir
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true })
+  tempDirs.delete(dir)
+}
+
+/** A port nobody listens on (never 6379, and never one this bench handed out before). */
+const claimed = new Set<number>()
+export async function claimPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort()
+    if (port !== 6379 && !claimed.has(port)) {
+      claimed.add(port)
+      return port
+    }
+  }
+}
+
+export const PERSISTENCE_ARGS: Record<Persistence, string[]> = {
+  'aof-everysec': ['--appendonly', 'yes', '--appendfsync', 'everysec'],
+  none: ['--appendonly', 'no']
+}
+
+/** A redis-server on `port` (tracked, so it dies with the bench) with the bench's common settings and `args`. */
+export async function spawnRedis(port: number, dir: string, args: string[]): Promise<Proc> {
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
+    '--maxmemory-policy', 'noeviction', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }), `redis-server ${port}`)
+  await waitFor(`redis-server ${port}`, proc, () => proc.output().includes('Ready to accept connections') || undefined, 10_000)
+  return proc
+}
+
+/** A throwaway redis-server on a free port: never anyone else's Redis. With `replicaOf`, a replica of that port. */
+export async function startRedis(persistence: Persistence, options: { replicaOf?: number } = {}): Promise<BenchRedis> {
+  const port = await claimPort()
+  const replica = options.replicaOf ? ['--replicaof', '127.0.0.1', String(options.replicaOf), '--repl-diskless-sync-delay', '0'] : []
+  const dir = tempDir('redis')
+  const proc = await spawnRedis(port, dir, [...PERSISTENCE_ARGS[persistence], ...replica])
+  return { ...proc, port, url: `redis://127.0.0.1:${port}`, stop: async () => { await proc.stop(); removeTempDir(dir) } }
 }
 
 /** A bench TypeScript server (floor, subscribers) in its own process; resolves with its ready line. */
@@ -146,6 +178,13 @@ export function cpuMs(pid: number): number {
   } catch {
     return 0
   }
+}
+
+/** Busy and total CPU time of the whole machine, all cores together, in ticks (Linux /proc/stat). */
+export function machineTicks(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = fields.reduce((sum, value) => sum + value, 0)
+  return { busy: total - fields[3]! - fields[4]!, total }
 }
 
 /** Samples the max RSS of some processes every 100 ms until stopped. */

@@ -1,3 +1,5 @@
+import type { ClusterShapeResult } from './cluster.js'
+import { clusterSections } from './cluster-report.js'
 import type { LoadResult } from './load.js'
 import type { Persistence } from './processes.js'
 import type { CostResult, Settings, ShapeResult } from './scenario.js'
@@ -18,9 +20,10 @@ interface ReportInput {
   wallSeconds: number
   /** The BENCHMARKS.md this run replaces: its hand-written interpretation is kept. */
   previous: string
+  cluster?: ClusterShapeResult
 }
 
-const INTERPRETATION = '## Interpretation'
+export const INTERPRETATION = '## Interpretation'
 const SHAPE_NAMES = { all: 'ROLE=all (one process)', split: 'ROLE=intake + ROLE=worker (two processes)' }
 const ms = (value: number | null | undefined) => value === null || value === undefined ? 'n/a' : value.toFixed(1)
 const int = (value: number) => Math.round(value).toLocaleString('en-US')
@@ -142,10 +145,21 @@ export function renderReport(input: ReportInput): string {
   }
   push('')
 
-  push('## How to reproduce', '', '```sh',
+  if (input.cluster) push(...clusterSections(input.cluster, false))
+  push(...reproduceSection())
+
+  const kept = input.previous.indexOf(INTERPRETATION)
+  push(kept >= 0 ? input.previous.slice(kept).trimEnd() : `${INTERPRETATION}\n\n(Not written yet for this run.)`, '')
+  return lines.join('\n')
+}
+
+/** How to rerun it: generated, so that a run of the cluster shape alone can rewrite it too. */
+export function reproduceSection(): string[] {
+  return ['## How to reproduce', '', '```sh',
     'npm ci',
-    'npm run bench              # full: both persistence modes, both shapes; rewrites BENCHMARKS.md (7–8 minutes on 2 cores)',
-    'npm run bench -- --quick   # under 60 s: AOF everysec, ROLE=all only; prints, does not write',
+    'npm run bench              # full: both persistence modes, both shapes, then the cluster shape; rewrites BENCHMARKS.md (CLUSTER_FULL minutes on 2 cores)',
+    'npm run bench -- --shape cluster   # the cluster shape alone (CLUSTER_ALONE minutes): rewrites only its sections and this one',
+    'npm run bench -- --quick   # AOF everysec, ROLE=all only, one short round of the cluster shape; prints, does not write (QUICK s)',
     'NODE_HEAP_FLAGS=--heap-growing-percent=0 npm run bench -- --quick   # the relay with V8\'s default heap sizing instead of bin/serve\'s',
     'RELAY_NODE_OPTIONS=--max-old-space-size=96 npm run bench -- --quick   # the relay processes only, with NODE_OPTIONS added',
     '```', '',
@@ -154,9 +168,6 @@ export function renderReport(input: ReportInput): string {
     `with ${process.env.NODE_HEAP_FLAGS ? `NODE_HEAP_FLAGS=${process.env.NODE_HEAP_FLAGS}` : 'bin/serve\'s heap settings'}` +
     `${process.env.RELAY_NODE_OPTIONS ? ` and NODE_OPTIONS=${process.env.RELAY_NODE_OPTIONS}` : ''}, \`LOG_LEVEL=warn\` and default ` +
     'delivery settings; three subscribers ' +
-    'match `*` and answer 200 at once. Numbers move with the machine: compare ratios, not bare times.', '')
-
-  const kept = input.previous.indexOf(INTERPRETATION)
-  push(kept >= 0 ? input.previous.slice(kept).trimEnd() : `${INTERPRETATION}\n\n(Not written yet for this run.)`, '')
-  return lines.join('\n')
+    'match `*` and answer 200 at once. The cluster shape starts its own clusters (`redis-server --cluster-enabled yes`, then ' +
+    '`redis-cli --cluster create`, so it needs `redis-cli` too). Numbers move with the machine: compare ratios, not bare times.', '']
 }

@@ -30,7 +30,12 @@ async function control<T>(subscribers: Subscribers, path: string): Promise<T> {
 }
 
 export function relayEnv(redis: BenchRedis, subscribers: Subscribers, role: string): Record<string, string> {
-  const env: Record<string, string> = { ROLE: role, REDIS_URL: redis.url, PERSONA_WEBHOOK_SECRET: SECRET }
+  return relayEnvFor({ REDIS_URL: redis.url }, subscribers, role)
+}
+
+/** The relay's settings on any Redis: `connection` holds REDIS_URL or REDIS_CLUSTER_NODES. */
+export function relayEnvFor(connection: Record<string, string>, subscribers: Subscribers, role: string): Record<string, string> {
+  const env: Record<string, string> = { ROLE: role, ...connection, PERSONA_WEBHOOK_SECRET: SECRET }
   for (const [name, port] of Object.entries(subscribers.ports)) {
     env[`SUBSCRIBER_${name}_URL`] = `http://127.0.0.1:${port}/hook`
     env[`SUBSCRIBER_${name}_EVENTS`] = '*'
@@ -64,11 +69,14 @@ async function backlog(subscribers: Subscribers, sent: number) {
   return sent - await deliveredToAll(subscribers)
 }
 
-export interface ShapeResult {
-  shape: Shape
+export interface Burst {
   intake: LoadResult
   /** `duringBurst`: events that had reached all three subscribers when the closed-loop burst ended. */
   throughput: { accepted: number; seconds: number; perSecond: number; complete: boolean; duringBurst: number }
+}
+
+export interface ShapeResult extends Burst {
+  shape: Shape
   verify?: { rate: number; sent: number; backlogAtEnd: number; drainedWithinMs: number | null; p50: number | null; p99: number | null; max: number | null; aofRewrites: number }
   latency: { rate: number; sender: PacedResult; count: number; p50: number | null; p99: number | null; max: number | null; complete: boolean; aofRewrites: number }
   rssMaxBytes: Record<string, number>
@@ -91,6 +99,37 @@ async function aofRewriteCounter(client: Redis) {
   }
 }
 
+type BurstSettings = Pick<Settings, 'warmupSeconds' | 'intakeSeconds' | 'drainDeadlineMs'>
+
+/** A short closed-loop burst, delivered and forgotten: connections, JIT and Redis's first allocations warm. */
+export async function warmUp(intakeUrl: string, subscribers: Subscribers, settings: BurstSettings): Promise<void> {
+  const warm = await blast(intakeUrl, { seconds: settings.warmupSeconds })
+  await drain(subscribers, warm.ok, settings.drainDeadlineMs)
+  await control(subscribers, '/reset')
+}
+
+/**
+ * Closed-loop intake at 50 connections, then the wait until every accepted event has reached all
+ * three subscribers: intake req/s, and accepted events ÷ time from the first request to the last
+ * delivery. `onIntakeEnd` runs the moment the closed loop stops (a CPU reading, say).
+ */
+export async function burstThenDrain(intakeUrl: string, subscribers: Subscribers, settings: BurstSettings, onIntakeEnd = () => {}): Promise<Burst> {
+  const started = nowMs()
+  const intake = await blast(intakeUrl, { seconds: settings.intakeSeconds })
+  onIntakeEnd()
+  const duringBurst = await deliveredToAll(subscribers)
+  const drained = await drain(subscribers, intake.ok, settings.drainDeadlineMs)
+  const seconds = ((drained.complete && drained.lastAt > 0 ? drained.lastAt : nowMs()) - started) / 1000
+  return { intake, throughput: { accepted: intake.ok, seconds, perSecond: drained.delivered / seconds, complete: drained.complete, duringBurst } }
+}
+
+/** Waits until no event has reached the slowest subscriber for `quietMs` (what is in flight has landed). */
+export async function settled(subscribers: Subscribers, quietMs = 300): Promise<void> {
+  for (let last = -1, now = await deliveredToAll(subscribers); now !== last; last = now, now = await deliveredToAll(subscribers)) {
+    await new Promise((resolve) => setTimeout(resolve, quietMs))
+  }
+}
+
 async function startShape(shape: Shape, redis: BenchRedis, subscribers: Subscribers, root: string): Promise<Relay[]> {
   if (shape === 'all') return [await startRelay(relayEnv(redis, subscribers, 'all'), [], root)]
   return [await startRelay(relayEnv(redis, subscribers, 'intake'), [], root), await startRelay(relayEnv(redis, subscribers, 'worker'), [], root)]
@@ -106,17 +145,9 @@ export async function measureShape(
   const sampler = rssSampler(relays.map((relay) => relay.pid))
   const stats = new Redis(redis.url)
   try {
-    const warm = await blast(intakeUrl, { seconds: settings.warmupSeconds })
-    await drain(subscribers, warm.ok, settings.drainDeadlineMs)
-    await control(subscribers, '/reset')
-
+    await warmUp(intakeUrl, subscribers, settings)
     log(`  ${shape}: intake ${settings.intakeSeconds}s at 50 connections`)
-    const started = nowMs()
-    const intake = await blast(intakeUrl, { seconds: settings.intakeSeconds })
-    const duringBurst = await deliveredToAll(subscribers)
-    const drained = await drain(subscribers, intake.ok, settings.drainDeadlineMs)
-    const seconds = ((drained.complete && drained.lastAt > 0 ? drained.lastAt : nowMs()) - started) / 1000
-    const throughput = { accepted: intake.ok, seconds, perSecond: drained.delivered / seconds, complete: drained.complete, duringBurst }
+    const { intake, throughput } = await burstThenDrain(intakeUrl, subscribers, settings)
     log(`  ${shape}: intake ${intake.rps.toFixed(0)} req/s, end-to-end ${throughput.perSecond.toFixed(0)} events/s`)
 
     let verify: ShapeResult['verify']

@@ -3,7 +3,7 @@ import type { Worker } from 'bullmq'
 import type { Config } from '../config/index.js'
 import { Completions } from '../store/completions.js'
 import { EventBodies } from '../store/event-bodies.js'
-import { BACKGROUND_OPTIONS, connectRedis } from '../store/redis.js'
+import { BACKGROUND_OPTIONS, closeRedis, connectRedis } from '../store/redis.js'
 import { withScripts } from '../store/scripts.js'
 import { Activity } from './activity.js'
 import { deliveryCounts } from './deliveries.js'
@@ -171,7 +171,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
       await Promise.all(workers.map((worker) => worker.close()))
       await activity?.close()
       await Promise.all([...queues.values()].map((queue) => queue.close()))
-      await Promise.all([connection, records].map((client) => client.quit().catch(() => undefined).finally(() => client.disconnect())))
+      await Promise.all([connection, records].map(closeRedis))
     })
   },
   { name: 'delivery', dependencies: ['event-store', 'metrics'] }

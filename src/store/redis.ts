@@ -81,6 +81,16 @@ export function connectRedis(config: RedisConfig, options: RedisOptions, connect
   return new Cluster(topology.nodes, cluster)
 }
 
+/**
+ * Sends what is queued and closes. A client that is not connected closes at once: its QUIT would
+ * wait for a Redis that may never answer (an outage, an untrusted certificate). quit() alone leaves
+ * a Sentinel client's failover subscriptions open (ioredis #1362): disconnect() closes them.
+ */
+export async function closeRedis(client: RedisClient): Promise<void> {
+  if (client.status === 'ready') await client.quit().catch(() => undefined)
+  client.disconnect()
+}
+
 export const redisPlugin = fp<{ config: RedisConfig }>(
   async (app, { config }) => {
     const redis = connectRedis(config, REQUEST_PATH_OPTIONS, 'persona-relay:intake')
@@ -104,8 +114,7 @@ export const redisPlugin = fp<{ config: RedisConfig }>(
     ])
     if (!ready) app.log.warn('redis is not reachable yet; intake answers 503 until it is')
     app.addHook('onClose', async () => {
-      // quit() alone leaves a Sentinel client's failover subscriptions open (ioredis #1362): disconnect() closes them.
-      await redis.quit().catch(() => undefined).finally(() => redis.disconnect())
+      await closeRedis(redis)
     })
   },
   { name: 'redis' }

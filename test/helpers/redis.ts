@@ -29,7 +29,12 @@ export async function freePort(): Promise<number> {
  * A throwaway redis-server on a free port, never the developer's own. No persistence unless asked,
  * so stopping it loses everything, as a crash of an unpersisted Redis would.
  */
-export async function startRedis(options: { appendOnly?: boolean; replicaOf?: number; extraArgs?: string[] } = {}): Promise<TestRedis> {
+export async function startRedis(options: {
+  appendOnly?: boolean
+  replicaOf?: number
+  /** TLS only, on the port (rediss://), with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string }
+} = {}): Promise<TestRedis> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'persona-relay-redis-'))
   let child: ChildProcess | undefined
@@ -37,7 +42,8 @@ export async function startRedis(options: { appendOnly?: boolean; replicaOf?: nu
   const start = async () => {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
       '--appendonly', options.appendOnly ? 'yes' : 'no', '--maxmemory-policy', 'noeviction',
-      ...(options.replicaOf ? ['--replicaof', '127.0.0.1', String(options.replicaOf)] : []), ...(options.extraArgs ?? [])]
+      ...(options.replicaOf ? ['--replicaof', '127.0.0.1', String(options.replicaOf)] : []),
+      ...(options.tls ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.cert, '--tls-key-file', options.tls.key, '--tls-auth-clients', 'no'] : [])]
     const spawned = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child = spawned
     let output = ''
@@ -68,7 +74,7 @@ export async function startRedis(options: { appendOnly?: boolean; replicaOf?: nu
   await start()
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     start,
     kill: () => halt('SIGKILL'),
     stop: async () => {
