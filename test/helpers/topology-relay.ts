@@ -279,3 +279,31 @@ export async function searchesEvents(t: Test, start: StartRelay): Promise<{ rela
   t.equal(list.subscribers.length, 1)
   return { relay, ids }
 }
+
+/**
+ * The circuit breaker opens after the failures it counts, across the subscriber's keys, and the
+ * dashboard (bull-board) lists the queue and its dead letter from BullMQ's own keys.
+ */
+export async function breakerOpensAndDashboardLists(t: Test, start: StartRelay): Promise<void> {
+  const failing = await subscriberFor(t, () => ({ status: 500 }))
+  const { app } = await start({
+    SUBSCRIBER_CRM_URL: failing.url,
+    SUBSCRIBER_CRM_EVENTS: '*',
+    SUBSCRIBER_CRM_MAX_ATTEMPTS: '1',
+    SUBSCRIBER_CRM_PAUSE_AFTER_FAILURES: '2',
+    BREAKER_PROBE_INTERVAL_SECONDS: '3600'
+  })
+  const ids = [uniqueEventId(), uniqueEventId()]
+  for (const id of ids) await postEvent(app, personaEvent(id))
+  const paused = await waitUntil('the breaker to open', async () => {
+    const { subscribers } = (await admin<SubscriberListView>(app, 'GET', '/admin/subscribers')).body
+    return subscribers.find((subscriber) => subscriber.name === 'CRM' && subscriber.state === 'paused')
+  }, DELIVERY_WAIT_MS)
+  t.match(paused, { pauseReason: 'breaker', consecutiveFailures: 2 }, 'paused by the breaker after two failures')
+
+  const board = await app.inject({ method: 'GET', url: '/admin/queues/api/queues?activeQueue=delivery-CRM&status=failed&page=1', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+  t.equal(board.statusCode, 200)
+  const [queue] = board.json<{ queues: { name: string; counts: Record<string, number>; jobs: { id: string }[] }[] }>().queues
+  t.match(queue, { name: 'delivery-CRM', counts: { failed: 2 } }, 'the dashboard counts the dead letters')
+  t.same(queue!.jobs.map((job) => job.id).sort(), [...ids].sort(), 'and lists them')
+}

@@ -7,7 +7,7 @@ import { postEvent } from '../helpers/delivery.js'
 import { API_KEY, apiEvent, startPersonaApi } from '../helpers/persona-api.js'
 import { startRedisCluster } from '../helpers/redis-topology.js'
 import {
-  DELIVERY_WAIT_MS, deadLettersReplayed, pausesAndResumes, retriesUntilDelivered, routesByPattern, searchesEvents, subscriberFor,
+  breakerOpensAndDashboardLists, DELIVERY_WAIT_MS, deadLettersReplayed, pausesAndResumes, retriesUntilDelivered, routesByPattern, searchesEvents, subscriberFor,
   topologyTest, waitForCompleted, webhookIds
 } from '../helpers/topology-relay.js'
 
@@ -54,6 +54,10 @@ clusterTest('exhausted deliveries are dead letters in the admin API, replayed on
 
 clusterTest('a paused subscriber is sent nothing until it is resumed, then gets each event once', async (t, start) => {
   await pausesAndResumes(t, start, 6)
+})
+
+clusterTest('the circuit breaker pauses a failing subscriber, and the dashboard lists its dead letters', async (t, start) => {
+  await breakerOpensAndDashboardLists(t, start)
 })
 
 clusterTest('a backfill queues and delivers what the webhooks missed, and neither it nor a second run delivers anything twice', async (t, start) => {

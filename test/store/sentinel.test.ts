@@ -3,7 +3,7 @@ import { personaEvent, uniqueEventId } from '../helpers/app.js'
 import { postEvent } from '../helpers/delivery.js'
 import { ask, startRedisSentinel } from '../helpers/redis-topology.js'
 import {
-  deadLettersReplayed, pausesAndResumes, retriesUntilDelivered, routesByPattern, searchesEvents, subscriberFor, topologyTest,
+  breakerOpensAndDashboardLists, deadLettersReplayed, pausesAndResumes, retriesUntilDelivered, routesByPattern, searchesEvents, subscriberFor, topologyTest,
   waitForCompleted, webhookIds
 } from '../helpers/topology-relay.js'
 
@@ -33,6 +33,10 @@ t.test('on Redis Sentinel (a primary, a replica, three sentinels)', async (t) =>
 
   sentinelTest('a paused subscriber is sent nothing until it is resumed', async (t, start) => {
     await pausesAndResumes(t, start, 3)
+  })
+
+  sentinelTest('the circuit breaker pauses a failing subscriber, and the dashboard lists its dead letters', async (t, start) => {
+    await breakerOpensAndDashboardLists(t, start)
   })
 
   sentinelTest('search by event id, object id and name, an object\'s events and the subscriber list', async (t, start) => {
