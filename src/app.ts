@@ -107,6 +107,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   // Before every route, which the request spans wrap; loaded only when configured.
   const tracing = config.tracing ? (await import('./ops/tracing.js')).startTracing(config.tracing) : undefined
   app.decorate('tracer', tracing?.tracer)
+  app.decorate('queueTelemetry', tracing?.queueTelemetry)
   if (tracing) {
     await app.register(tracing.plugin)
     app.addHook('onClose', () => tracing.shutdown())

@@ -1,9 +1,12 @@
 import type { SpanContext, Tracer } from '@opentelemetry/api'
+import type { Telemetry } from 'bullmq'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Set only when tracing is configured (ops/tracing.ts); without it nothing makes a span. */
     tracer: Tracer | undefined
+    /** BullMQ's spans (bullmq-otel), with tracing configured. */
+    queueTelemetry: Telemetry | undefined
   }
 }
 

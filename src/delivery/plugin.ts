@@ -56,7 +56,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
     const queues = new Map<string, DeliveryQueue>()
     const controls = new Map<string, SubscriberControl>()
     for (const subscriber of config.subscribers) {
-      const queue = createQueue(subscriber.name, connection, keys.queuePrefix(subscriber.name))
+      const queue = createQueue(subscriber.name, connection, keys.queuePrefix(subscriber.name), app.queueTelemetry)
       queues.set(subscriber.name, queue)
       controls.set(subscriber.name, new SubscriberControl({
         subscriber, queue, redis: records, keys, probeIntervalMs: config.delivery.probeIntervalMs, log: app.log
@@ -101,6 +101,7 @@ export const deliveryPlugin = fp<{ config: Config }>(
           queue: queues.get(subscriber.name)!,
           connection,
           prefix: keys.queuePrefix(subscriber.name),
+          telemetry: app.queueTelemetry,
           bodies,
           outcomes,
           slots: slots.get(subscriber.name)!,

@@ -1,4 +1,4 @@
-import { Queue, type Job } from 'bullmq'
+import { Queue, type Job, type Telemetry } from 'bullmq'
 import type { ReplicaWait } from '../store/event-store.js'
 import { repliesOf, type RedisClient } from '../store/redis.js'
 import type { Config, SubscriberConfig } from '../config/index.js'
@@ -17,8 +17,8 @@ export function queueName(subscriberName: string): string {
   return `delivery-${subscriberName}`
 }
 
-export function createQueue(subscriberName: string, connection: RedisClient, prefix: string): DeliveryQueue {
-  const queue = new Queue<DeliveryData>(queueName(subscriberName), { connection, prefix })
+export function createQueue(subscriberName: string, connection: RedisClient, prefix: string, telemetry?: Telemetry): DeliveryQueue {
+  const queue = new Queue<DeliveryData>(queueName(subscriberName), { connection, prefix, ...(telemetry ? { telemetry } : {}) })
   // Without a listener BullMQ prints every reconnection error of the shared connection to stderr.
   queue.on('error', () => undefined)
   return queue

@@ -1,4 +1,4 @@
-import { DelayedError, UnrecoverableError, Worker } from 'bullmq'
+import { DelayedError, UnrecoverableError, Worker, type Telemetry } from 'bullmq'
 import type { RedisClient } from '../store/redis.js'
 import type { SubscriberConfig } from '../config/index.js'
 import type { EventBodies } from '../store/event-bodies.js'
@@ -32,6 +32,8 @@ export interface RetryWorkerOptions extends AttemptContext {
   queue: DeliveryQueue
   connection: RedisClient
   prefix: string
+  /** bullmq-otel, with tracing configured: a span per job processed. */
+  telemetry: Telemetry | undefined
   bodies: EventBodies
   outcomes: Outcomes
   /** The subscriber's concurrency in this process, shared with fan-out's first attempts. */
@@ -131,7 +133,7 @@ export function probeAttempt(options: RetryWorkerOptions) {
 }
 
 export function createRetryWorker(options: RetryWorkerOptions) {
-  const { subscriber, connection, prefix, slots } = options
+  const { subscriber, connection, prefix, slots, telemetry } = options
   const processor = async (job: DeliveryJob, token?: string) => {
     // Fan-out made the first attempt (outcomes.handedOver): it is this job's first, logged, counted
     // and scheduled by BullMQ like any other, without being sent again.
@@ -152,6 +154,7 @@ export function createRetryWorker(options: RetryWorkerOptions) {
   return new Worker(queueName(subscriber.name), processor, {
     connection,
     prefix,
+    ...(telemetry ? { telemetry } : {}),
     concurrency: subscriber.concurrency,
     // A lock shorter than the slowest attempt would let a second worker take a delivery still in
     // flight; a crashed worker's deliveries return to the queue once it expires (config/index.ts).

@@ -5,6 +5,8 @@ import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-t
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
+import type { Telemetry } from 'bullmq'
+import { BullMQOtel } from 'bullmq-otel'
 import type { FastifyPluginCallback } from 'fastify'
 import type { Config } from '../config/index.js'
 import { USER_AGENT } from '../version.js'
@@ -13,6 +15,8 @@ export interface Tracing {
   tracer: Tracer
   /** @fastify/otel: one span per request, a child of the caller's `traceparent` when it sent one. */
   plugin: FastifyPluginCallback
+  /** bullmq-otel, for the queues and workers: a span per job added and per job processed. */
+  queueTelemetry: Telemetry
   /** Sends what is still buffered, then stops. */
   shutdown(): Promise<void>
 }
@@ -39,6 +43,7 @@ export function startTracing({ protocol, serviceName }: NonNullable<Config['trac
   return {
     tracer: trace.getTracer('persona-relay'),
     plugin: fastify.plugin(),
+    queueTelemetry: new BullMQOtel({ tracerName: 'persona-relay-queue' }),
     shutdown: async () => {
       undici.disable()
       fastify.disable()

@@ -13,6 +13,8 @@ interface OtlpSpan {
   spanId: string
   parentSpanId?: string
   name: string
+  /** OTLP's SpanKind: 4 producer, 5 consumer. */
+  kind?: number
   attributes?: { key: string; value: { stringValue?: string; intValue?: string | number } }[]
   links?: { traceId: string; spanId: string }[]
 }
@@ -94,6 +96,13 @@ t.test('one event delivered after one failed attempt: an intake span and two att
     const client = await waitUntil('the outbound request span', async () => receiver.spans.find((candidate) => candidate.spanId === parentId))
     t.equal(client.parentSpanId, span.spanId, 'through the request span undici made inside the attempt')
   }
+  // The retry is a BullMQ job: bullmq-otel traces its adding and its processing, one trace.
+  const job = await waitUntil('the job\'s spans', () => {
+    const added = receiver.spans.find((span) => span.kind === 4 && span.name.includes('delivery-KYC'))
+    const processed = receiver.spans.find((span) => span.kind === 5 && span.name.includes('delivery-KYC'))
+    return added && processed ? { added, processed } : undefined
+  }, 15_000)
+  t.equal(job.processed.traceId, job.added.traceId, 'the job is processed in the trace it was added in')
   const exported = receiver.bodies.join('\n')
   for (const personal of ['ALEX', 'EXAMPLE', '1990-01-01', 'name-first', 'user_000123']) t.notOk(exported.includes(personal), `no ${personal} in any span`)
 })
