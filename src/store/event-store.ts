@@ -110,7 +110,11 @@ export class EventStore {
 
   private flush() {
     const byPartition = new Map<number, PendingRecord[]>()
-    for (const record of this.pending) byPartition.set(record.partition, [...(byPartition.get(record.partition) ?? []), record])
+    for (const record of this.pending) {
+      const batch = byPartition.get(record.partition)
+      if (batch) batch.push(record)
+      else byPartition.set(record.partition, [record])
+    }
     this.pending = []
     for (const batch of byPartition.values()) this.flushPartition(batch)
   }
