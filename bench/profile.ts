@@ -1,4 +1,5 @@
-// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR] [--variants plain,filter,ordering,tracing]`:
+// `npm run bench:profile -- [--role all|intake|worker] [--seconds N] [--rate N] [--baseline DIR] [--variants plain,filter,ordering,tracing,partitions<N>]
+// [--redis single|cluster|cluster-replicas]`:
 // CPU profile of a relay process under the bench's load, summarised as self time by package and by
 // function, with its CPU cost per request next to the framework floor's. `--role worker` profiles
 // a ROLE=worker process fed by an unprofiled ROLE=intake one; `--rate` sends at a fixed rate
@@ -6,8 +7,9 @@
 // earlier commit, say): both are measured in turns in this one run, and the ratio is reported,
 // with the Redis memory each takes per event waiting for delivery. `--variants` measures this
 // checkout with every subscriber plain, with a payload filter that lets every event through, with
-// per-object ordering, and with tracing on, in turns in this one run: what each feature costs per event.
-// The before/after records in BENCHMARKS.md come from it.
+// per-object ordering, with tracing on, and with INTAKE_PARTITIONS=N (`partitions16`, say), in turns in this one run: what each feature costs
+// per event. `--redis` runs it all on a Redis Cluster of 3 primaries (and a replica each) instead of one node, as the cluster shape of
+// `npm run bench` starts it (the Redis CPU and commands are then the primaries' sums). The before/after records in BENCHMARKS.md come from it.
 import { readdirSync, readFileSync, mkdtempSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { once } from 'node:events'
@@ -16,14 +18,16 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { argument } from './lib/args.js'
 import { blast, paced } from './lib/load.js'
-import { cpuMs, killAllNow, ROOT, startRedis, startRelay, startTsServer, type BenchRedis, type Relay } from './lib/processes.js'
-import { deliveredToAll, measureWaitingMemory, relayEnv, type Subscribers } from './lib/scenario.js'
+import { cpuMs, killAllNow, ROOT, startRelay, startTsServer, type Relay } from './lib/processes.js'
+import { deliveredToAll, measureWaitingMemory, relayEnvFor, type Subscribers } from './lib/scenario.js'
+import { startTopology, type BenchTopology, type TopologyKind } from './lib/topologies.js'
 
 const role = argument('role', 'all')
 const seconds = Number(argument('seconds', '10'))
 const rate = Number(argument('rate', '0'))
 const baseline = argument('baseline', '')
 const variants = argument('variants', '').split(',').filter(Boolean)
+const topologyKind = argument('redis', 'single') as TopologyKind
 
 /**
  * What each variant adds to every subscriber's settings (the bench's events are all
@@ -35,6 +39,12 @@ const VARIANTS: Record<string, { subscriber?: Record<string, string>; relay?: Re
   filter: { subscriber: { FILTER: JSON.stringify({ 'payload.data.attributes.status': 'approved', 'payload.data.attributes.reference-id': { $regex: '^user_' } }) } },
   ordering: { subscriber: { ORDERING: 'object' } },
   tracing: { relay: { OTEL_EXPORTER_OTLP_ENDPOINT: 'sink' } }
+}
+
+/** `partitions<N>`: INTAKE_PARTITIONS=N, under a prefix of its own (another count than the stored data's is refused at start). */
+function variantOf(name: string): { subscriber?: Record<string, string>; relay?: Record<string, string> } | undefined {
+  const partitions = /^partitions(\d+)$/.exec(name)?.[1]
+  return partitions ? { relay: { INTAKE_PARTITIONS: partitions, REDIS_PREFIX: `bench-partitions${partitions}` } } : VARIANTS[name]
 }
 
 async function startOtlpSink(): Promise<string> {
@@ -81,10 +91,12 @@ function summarise(profile: CpuProfile) {
   return `Self time by package:\n${top(byOwner, 15).join('\n')}\n\nSelf time by function:\n${top(byFunction, 30).join('\n')}\n`
 }
 
-/** Redis commands run so far, by name (commands run by scripts included), from INFO commandstats. */
-async function commandCounts(client: Redis): Promise<Map<string, number>> {
+/** Redis commands run so far on every primary, by name (commands run by scripts included), from INFO commandstats. */
+async function commandCounts(clients: Redis[]): Promise<Map<string, number>> {
   const counts = new Map<string, number>()
-  for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) counts.set(match[1]!, Number(match[2]))
+  for (const client of clients) {
+    for (const match of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) counts.set(match[1]!, (counts.get(match[1]!) ?? 0) + Number(match[2]))
+  }
   return counts
 }
 
@@ -92,11 +104,11 @@ interface Measurement { rps: number; micros: number; microsPerDelivered: number;
 
 /** One run of the relay built in `root`: its CPU per request, per event delivered, and Redis commands. */
 async function measure(
-  root: string, redis: BenchRedis, subscribers: Subscribers, profileDir?: string, settings: { subscriber?: Record<string, string>; relay?: Record<string, string> } = {}
+  root: string, redis: BenchTopology, subscribers: Subscribers, profileDir?: string, settings: { subscriber?: Record<string, string>; relay?: Record<string, string> } = {}
 ): Promise<Measurement> {
   const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
   const envOf = (relayRole: string) => {
-    const env = { ...relayEnv(redis, subscribers, relayRole), ...settings.relay }
+    const env = { ...relayEnvFor(redis.env, subscribers, relayRole), ...settings.relay }
     for (const name of Object.keys(subscribers.ports)) for (const [key, value] of Object.entries(settings.subscriber ?? {})) env[`SUBSCRIBER_${name}_${key}`] = value
     return env
   }
@@ -111,9 +123,11 @@ async function measure(
     await new Promise((resolve) => setTimeout(resolve, role === 'intake' ? 0 : 1000))
   }
 
-  const stats = new Redis(redis.url)
-  const pids = { relay: measured.pid, redis: redis.pid, subscribers: 0, 'load generator': process.pid }
-  const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)]))
+  const stats = redis.primaryUrls.map((url) => new Redis(url))
+  const redisPids = [...redis.pids.primaries, ...redis.pids.replicas]
+  const pids = { relay: [measured.pid], redis: redisPids, subscribers: [], 'load generator': [process.pid] }
+  const cpuOf = (list: number[]) => list.reduce((sum, pid) => sum + cpuMs(pid), 0)
+  const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, list]) => [name, cpuOf(list)]))
   const deliveredBefore = await deliveredToAll(subscribers)
   const commandsBefore = await commandCounts(stats)
   const started = performance.now()
@@ -123,16 +137,15 @@ async function measure(
   const wallMs = performance.now() - started
   const delivered = await deliveredToAll(subscribers) - deliveredBefore
   const commandsAfter = await commandCounts(stats)
-  stats.disconnect()
   const relayCpuMs = cpuMs(measured.pid) - cpuBefore.relay!
-  const cpu = Object.entries(pids).filter(([, pid]) => pid > 0)
-    .map(([name, pid]) => `${name} ${(100 * (cpuMs(pid) - cpuBefore[name]!) / wallMs).toFixed(0)} %`).join(', ')
+  const cpu = Object.entries(pids).filter(([, list]) => list.length > 0)
+    .map(([name, list]) => `${name} ${(100 * (cpuOf(list) - cpuBefore[name]!) / wallMs).toFixed(0)} %`).join(', ')
   const perEvent = [...commandsAfter].map(([name, calls]) => [name, (calls - (commandsBefore.get(name) ?? 0)) / result.total] as const)
     .filter(([, calls]) => calls >= 0.05).sort((a, b) => b[1] - a[1])
   const commands = `${perEvent.reduce((sum, [, calls]) => sum + calls, 0).toFixed(1)} ` +
     `(${perEvent.map(([name, calls]) => `${name} ${calls.toFixed(1)}`).join(', ')})`
   for (const relay of relays) await relay.stop()
-  await stats.quit().catch(() => undefined)
+  for (const client of stats) await client.quit().catch(() => undefined)
   return { rps: result.rps, micros: 1000 * relayCpuMs / result.total, microsPerDelivered: 1000 * relayCpuMs / Math.max(1, delivered), delivered, cpu, commands }
 }
 
@@ -144,7 +157,7 @@ function describe(name: string, m: Measurement, floorRps: number): string {
 
 const dir = mkdtempSync(join(tmpdir(), 'persona-relay-profile-'))
 try {
-  const redis = await startRedis('aof-everysec')
+  const redis = await startTopology(topologyKind, 'aof-everysec')
   const subscribers = await startTsServer<Subscribers>('subscribers.ts')
   // The floor's CPU per request is the yardstick: it is steadier than req/s on a shared machine.
   const floor = await startTsServer<{ ready: string }>('floor.ts')
@@ -153,15 +166,15 @@ try {
   const floorLoad = await blast(floor.ready.ready, { seconds })
   const floorMicros = 1000 * (cpuMs(floor.pid) - floorCpuBefore) / floorLoad.total
   await floor.stop()
-  const label = `ROLE=${role}${rate > 0 ? ` paced at ${rate}/s` : ''}`
+  const label = `ROLE=${role}${rate > 0 ? ` paced at ${rate}/s` : ''}${topologyKind === 'single' ? '' : ` on ${topologyKind}`}`
   process.stdout.write(`floor: ${floorLoad.rps.toFixed(0)} req/s, ${floorMicros.toFixed(0)} µs CPU per request\n`)
 
   if (variants.length > 0) {
     const runs = new Map<string, Measurement[]>(variants.map((variant) => [variant, []]))
     for (let round = 1; round <= 2; round++) {
       for (const variant of variants) {
-        const settings = VARIANTS[variant]
-        if (!settings) throw new Error(`unknown variant ${variant}: ${Object.keys(VARIANTS).join(', ')}`)
+        const settings = variantOf(variant)
+        if (!settings) throw new Error(`unknown variant ${variant}: ${Object.keys(VARIANTS).join(', ')}, partitions<N>`)
         if (settings.relay?.OTEL_EXPORTER_OTLP_ENDPOINT === 'sink') settings.relay.OTEL_EXPORTER_OTLP_ENDPOINT = await startOtlpSink()
         runs.get(variant)!.push(await measure(ROOT, redis, subscribers.ready, undefined, settings))
         process.stdout.write(describe(`${variant} ${label}, round ${round}`, runs.get(variant)!.at(-1)!, floorLoad.rps))
@@ -185,8 +198,11 @@ try {
       process.stdout.write(describe(`this checkout ${label}, round ${round}`, runs.after.at(-1)!, floorLoad.rps))
     }
     const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length
-    const memory = [await measureWaitingMemory(redis, subscribers.ready, 2000, baseline), await measureWaitingMemory(redis, subscribers.ready, 2000)]
-    process.stdout.write(`Redis memory per event waiting for delivery to 3 subscribers: baseline ${memory[0]!.toFixed(0)} B, this checkout ${memory[1]!.toFixed(0)} B\n`)
+    if (topologyKind === 'single') {
+      const single = { url: redis.env.REDIS_URL! }
+      const memory = [await measureWaitingMemory(single, subscribers.ready, 2000, baseline), await measureWaitingMemory(single, subscribers.ready, 2000)]
+      process.stdout.write(`Redis memory per event waiting for delivery to 3 subscribers: baseline ${memory[0]!.toFixed(0)} B, this checkout ${memory[1]!.toFixed(0)} B\n`)
+    }
     const key = role === 'intake' || rate === 0 ? 'micros' : 'microsPerDelivered'
     const [before, after] = [mean(runs.before.map((run) => run[key])), mean(runs.after.map((run) => run[key]))]
     process.stdout.write(`\nCPU per ${key === 'micros' ? 'request' : 'delivered event'}: baseline ${before.toFixed(0)} µs, this checkout ` +

@@ -21,10 +21,12 @@ export interface CpuWindow {
   replicas: number
   /** The subscribers' process and this one (the load generator). */
   harness: number
+  /** Shares of all the machine's cores: busy, and taken by the hypervisor (steal). */
   machineBusy: number
+  machineSteal: number
 }
 
-type Pids = Record<Exclude<keyof CpuWindow, 'wallMs' | 'machineBusy'>, number[]>
+type Pids = Record<Exclude<keyof CpuWindow, 'wallMs' | 'machineBusy' | 'machineSteal'>, number[]>
 
 /** Starts reading CPU now; the returned function reads the window up to its call. */
 function cpuMeter(pids: Pids): () => CpuWindow {
@@ -34,8 +36,9 @@ function cpuMeter(pids: Pids): () => CpuWindow {
   return () => {
     const end = read()
     const used = (name: keyof Pids) => end.ms[name]! - start.ms[name]!
+    const share = (name: 'busy' | 'steal') => (end.machine[name] - start.machine[name]) / Math.max(1, end.machine.total - start.machine.total)
     return { wallMs: end.at - start.at, relay: used('relay'), primaries: used('primaries'), replicas: used('replicas'), harness: used('harness'),
-      machineBusy: (end.machine.busy - start.machine.busy) / Math.max(1, end.machine.total - start.machine.total) }
+      machineBusy: share('busy'), machineSteal: share('steal') }
   }
 }
 

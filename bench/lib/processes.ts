@@ -180,11 +180,14 @@ export function cpuMs(pid: number): number {
   }
 }
 
-/** Busy and total CPU time of the whole machine, all cores together, in ticks (Linux /proc/stat). */
-export function machineTicks(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
-  const total = fields.reduce((sum, value) => sum + value, 0)
-  return { busy: total - fields[3]! - fields[4]!, total }
+/**
+ * CPU time of the whole machine, all cores together, in ticks (Linux /proc/stat): busy (user, nice,
+ * system, interrupts), steal (taken by the hypervisor for other guests) and the total with idle.
+ */
+export function machineTicks(): { busy: number; steal: number; total: number } {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number) as number[]
+  const busy = user! + nice! + system! + irq! + softirq!
+  return { busy, steal: steal!, total: busy + steal! + idle! + iowait! }
 }
 
 /** Samples the max RSS of some processes every 100 ms until stopped. */

@@ -157,9 +157,9 @@ export function renderReport(input: ReportInput): string {
 export function reproduceSection(): string[] {
   return ['## How to reproduce', '', '```sh',
     'npm ci',
-    'npm run bench              # full: both persistence modes, both shapes, then the cluster shape; rewrites BENCHMARKS.md (CLUSTER_FULL minutes on 2 cores)',
-    'npm run bench -- --shape cluster   # the cluster shape alone (CLUSTER_ALONE minutes): rewrites only its sections and this one',
-    'npm run bench -- --quick   # AOF everysec, ROLE=all only, one short round of the cluster shape; prints, does not write (QUICK s)',
+    'npm run bench              # full: both persistence modes, both shapes, then the cluster shape; rewrites BENCHMARKS.md (about 22 minutes on 2 cores)',
+    'npm run bench -- --shape cluster   # the cluster shape alone (about 14 minutes): rewrites only its sections and this one',
+    'npm run bench -- --quick   # AOF everysec, ROLE=all only, one short round of the cluster shape; prints, does not write (about 2 minutes)',
     'NODE_HEAP_FLAGS=--heap-growing-percent=0 npm run bench -- --quick   # the relay with V8\'s default heap sizing instead of bin/serve\'s',
     'RELAY_NODE_OPTIONS=--max-old-space-size=96 npm run bench -- --quick   # the relay processes only, with NODE_OPTIONS added',
     '```', '',

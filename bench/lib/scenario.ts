@@ -29,7 +29,7 @@ async function control<T>(subscribers: Subscribers, path: string): Promise<T> {
   return await response.json() as T
 }
 
-export function relayEnv(redis: BenchRedis, subscribers: Subscribers, role: string): Record<string, string> {
+export function relayEnv(redis: Pick<BenchRedis, 'url'>, subscribers: Subscribers, role: string): Record<string, string> {
   return relayEnvFor({ REDIS_URL: redis.url }, subscribers, role)
 }
 
@@ -193,7 +193,7 @@ async function usedMemory(client: Redis): Promise<number> {
  * relay (built in `root`) whose subscriber queues are paused takes `events` events on an emptied
  * Redis; `used_memory` after the fan-out − before, ÷ events.
  */
-export async function measureWaitingMemory(redis: BenchRedis, subscribers: Subscribers, events: number, root = ROOT): Promise<number> {
+export async function measureWaitingMemory(redis: Pick<BenchRedis, 'url'>, subscribers: Subscribers, events: number, root = ROOT): Promise<number> {
   const client = new Redis(redis.url, { maxRetriesPerRequest: null })
   const queues = Object.keys(subscribers.ports).map((name) => new Queue(`delivery-${name}`, { connection: client, prefix: 'persona-relay' }))
   try {

@@ -6,20 +6,24 @@ import { Redis } from 'ioredis'
 import { claimPort, PERSISTENCE_ARGS, removeTempDir, spawnRedis, startRedis, tempDir, type Persistence, type Proc } from './processes.js'
 
 /** The Redis setups the cluster shape compares; a relay is pointed at one by `env`. */
-export type TopologyKind = 'single' | 'cluster' | 'cluster-replicas'
+export type TopologyKind = 'single' | 'single-partitioned' | 'cluster' | 'cluster-replicas'
 
 export const TOPOLOGY_NAMES: Record<TopologyKind, string> = {
   single: 'one node',
+  // The cluster's intake layout on one node: what partitioning costs, apart from the cluster.
+  'single-partitioned': 'one node, 16 partitions',
   cluster: 'cluster, 3 primaries',
   'cluster-replicas': 'cluster, 3 primaries + 3 replicas'
 }
 
 export interface BenchTopology {
   kind: TopologyKind
-  /** REDIS_URL or REDIS_CLUSTER_NODES. */
+  /** REDIS_URL or REDIS_CLUSTER_NODES (and INTAKE_PARTITIONS where it is not the mode's default). */
   env: Record<string, string>
   /** The Redis processes, for CPU accounting. */
   pids: { primaries: number[]; replicas: number[] }
+  /** One URL per primary, for INFO. */
+  primaryUrls: string[]
   /** After a round: still every slot served by the primary it started on, every replica linked (no failover under load). */
   unchanged(): Promise<boolean>
   stop(): Promise<void>
@@ -89,6 +93,7 @@ async function startCluster(replicas: 0 | 1, persistence: Persistence): Promise<
       kind: replicas ? 'cluster-replicas' : 'cluster',
       env: { REDIS_CLUSTER_NODES: nodes.map((node) => `127.0.0.1:${node.port}`).join(',') },
       pids: { primaries: pidOf('master'), replicas: pidOf('slave') },
+      primaryUrls: nodes.filter((_, index) => started[index] === 'master').map((node) => `redis://127.0.0.1:${node.port}`),
       unchanged: async () => await ready().catch(() => false) && (await roles()).every((role, index) => role === started[index]),
       stop
     }
@@ -99,9 +104,10 @@ async function startCluster(replicas: 0 | 1, persistence: Persistence): Promise<
 }
 
 export async function startTopology(kind: TopologyKind, persistence: Persistence): Promise<BenchTopology> {
-  if (kind !== 'single') return startCluster(kind === 'cluster' ? 0 : 1, persistence)
+  if (kind === 'cluster' || kind === 'cluster-replicas') return startCluster(kind === 'cluster' ? 0 : 1, persistence)
   const redis = await startRedis(persistence)
-  return { kind, env: { REDIS_URL: redis.url }, pids: { primaries: [redis.pid], replicas: [] }, unchanged: async () => true, stop: redis.stop }
+  const env = { REDIS_URL: redis.url, ...(kind === 'single-partitioned' ? { INTAKE_PARTITIONS: '16' } : {}) }
+  return { kind, env, pids: { primaries: [redis.pid], replicas: [] }, primaryUrls: [redis.url], unchanged: async () => true, stop: redis.stop }
 }
 
 export interface ReplicatedPair {
